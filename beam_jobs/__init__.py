@@ -1,0 +1,1 @@
+"""callqa jobs: options, pipeline assembly and CLI entry points."""

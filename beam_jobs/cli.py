@@ -1,0 +1,136 @@
+"""``callqa`` command line: run the job, produce audio, manage the local Kafka and Prism."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from schemas import audio
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    from beam_jobs.services import create_topic, default_broker
+
+    broker = default_broker()
+    if args.action == "start":
+        broker.start()
+        print(f"Kafka {broker.bootstrap_servers} running (data: {broker.data_dir})")
+    elif args.action == "stop":
+        broker.stop()
+        print("Kafka stopped")
+    elif args.action == "status":
+        up = broker.is_running()
+        print(f"Kafka {broker.bootstrap_servers}: {'running' if up else 'stopped'}")
+        return 0 if up else 3
+    elif args.action == "create-topic":
+        created = create_topic(args.bootstrap_servers, args.topic, args.partitions)
+        print(f"topic {args.topic}: {'created' if created else 'exists'}")
+    return 0
+
+
+def _prism(args: argparse.Namespace) -> int:
+    from beam_jobs.services import prism_binary
+
+    print(prism_binary())
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from beam_jobs.producer import (
+        call_events,
+        interleave,
+        load_call,
+        new_producer,
+        send_events,
+        synthetic_call,
+    )
+
+    calls = [load_call(path, f"{args.call_prefix}{i:04d}") for i, path in enumerate(args.files)]
+    if not calls:
+        calls = [
+            synthetic_call(f"{args.call_prefix}{i:04d}", args.synthetic_s, seed=i)
+            for i in range(args.calls)
+        ]
+    start_ms = int(time.time() * 1000)
+    streams = [
+        call_events(c, start_ms + int(i * args.stagger_s * 1000), args.chunk_ms, args.codec)
+        for i, c in enumerate(calls)
+    ]
+    total = sum(len(s) for s in streams)
+    sent = send_events(
+        new_producer(args.bootstrap_servers),
+        args.topic,
+        interleave(streams),
+        realtime=args.realtime,
+        total=total,
+        progress=not args.quiet,
+    )
+    print(f"sent {sent} chunks of {len(calls)} calls to {args.topic}")
+    return 0
+
+
+def _run(argv: Sequence[str]) -> int:
+    from beam_jobs.pipeline import run
+
+    run(argv)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from beam_jobs.demo import run_demo
+
+    return run_demo(args.output_dir, args.calls, args.call_s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] == "run":  # everything after `run` belongs to Beam's option parser
+        return _run(argv[1:])
+    parser = argparse.ArgumentParser(prog="callqa", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
+
+    k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")
+    k.add_argument("action", choices=["start", "stop", "status", "create-topic"])
+    k.add_argument("--bootstrap-servers", default="127.0.0.1:19092")
+    k.add_argument("--topic", default="callqa.audio-chunks.v1")
+    k.add_argument("--partitions", type=int, default=4)
+    k.set_defaults(func=_kafka)
+
+    pr = sub.add_parser("prism", help="build (first time) and print the Prism runner binary")
+    pr.set_defaults(func=_prism)
+
+    p = sub.add_parser("produce", help="replay audio files as contract-v1 chunk events")
+    p.add_argument("files", nargs="*", help="wav/flac/mp3; mono → mixed, stereo → agent+customer")
+    p.add_argument("--bootstrap-servers", default="127.0.0.1:19092")
+    p.add_argument("--topic", default="callqa.audio-chunks.v1")
+    p.add_argument("--chunk-ms", type=int, default=audio.DEFAULT_CHUNK_MS)
+    p.add_argument("--codec", choices=audio.CODECS, default=audio.CODEC_PCM_S16LE)
+    p.add_argument("--realtime", action="store_true", help="pace chunks at capture time")
+    p.add_argument("--stagger-s", type=float, default=0.5, help="start offset between calls")
+    p.add_argument("--call-prefix", default="call-")
+    p.add_argument("--calls", type=int, default=4, help="synthetic calls when no files given")
+    p.add_argument("--synthetic-s", type=float, default=20.0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_produce)
+
+    d = sub.add_parser("demo", help="Kafka + Prism + producer + streaming job, end to end")
+    d.add_argument("--output-dir", default="out/demo")
+    d.add_argument("--calls", type=int, default=8)
+    d.add_argument("--call-s", type=float, default=12.0)
+    d.set_defaults(func=_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (RuntimeError, ValueError) as exc:
+        print(f"callqa: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Runner selection: Prism by default, always with a local binary (never a download)."""
+
+from __future__ import annotations
+
+from beam_jobs.services import prism_binary
+
+
+def runner_options(argv: list[str]) -> list[str]:
+    """Add ``--runner=PrismRunner --prism_location=<binary>`` unless the caller chose otherwise.
+
+    Beam would otherwise download Prism from GitHub (unreachable here) or fall back to the
+    DirectRunner, which is not a streaming engine (it drains an unbounded source and stops).
+    """
+    if "--" in argv:
+        raise ValueError("a bare '--' makes Beam drop every later option: remove it")
+    args = list(argv)
+    runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), None)
+    if runner is None:
+        args.append("--runner=PrismRunner")
+        runner = "PrismRunner"
+    if runner in ("PrismRunner", "prism") and not any(
+        a.startswith("--prism_location") for a in args
+    ):
+        args.append(f"--prism_location={prism_binary()}")
+    return args

@@ -1,0 +1,295 @@
+"""Local services the README commands and the tests need: a Kafka broker and the Prism runner.
+
+Both are installed from package registries into a cache directory (``$CALLQA_HOME``, default
+``~/.cache/callqa``) on first use: Kafka 4.4.0 from Maven Central jars, Prism 2.77.0 built with
+``go install``. Nothing is downloaded from GitHub or any other site.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_LOG = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.4.0"
+LOG4J_VERSION = "2.24.3"  # Kafka 4.4 logs through SLF4J 1.7: use log4j-slf4j-impl, not slf4j2
+PRISM_VERSION = "v2.77.0"  # must match the apache-beam pin
+
+_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.callqa</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{KAFKA_VERSION}</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{KAFKA_VERSION}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{LOG4J_VERSION}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
+      <version>{LOG4J_VERSION}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="WARN">
+  <Appenders><Console name="out" target="SYSTEM_OUT">
+    <PatternLayout pattern="[%d] %p %m (%c)%n"/></Console></Appenders>
+  <Loggers>
+    <Logger name="kafka" level="INFO"/><Logger name="org.apache.kafka" level="WARN"/>
+    <Root level="WARN"><AppenderRef ref="out"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def cache_dir() -> Path:
+    """Where installed services and their data live: ``$CALLQA_HOME`` or ``~/.cache/callqa``."""
+    root = Path(os.environ.get("CALLQA_HOME", Path.home() / ".cache" / "callqa"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _require(tool: str, what: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"`{tool}` is not on PATH; it is needed to {what}. Install it first.")
+    return path
+
+
+def install_kafka() -> Path:
+    """Kafka jars in ``<cache>/kafka-<version>/libs`` (Maven Central, ~54 MB, ~10 s)."""
+    home = cache_dir() / f"kafka-{KAFKA_VERSION}"
+    libs = home / "libs"
+    marker = home / ".installed"
+    if marker.exists():
+        return home
+    mvn = _require("mvn", "download Kafka from Maven Central")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "pom.xml").write_text(_POM)
+    (home / "log4j2.xml").write_text(_LOG4J2)
+    settings = home / "settings.xml"
+    settings.write_text(
+        "<settings><mirrors><mirror><id>central</id><mirrorOf>*</mirrorOf>"
+        "<url>https://repo.maven.apache.org/maven2</url></mirror></mirrors></settings>"
+    )
+    _LOG.info("installing Kafka %s jars into %s", KAFKA_VERSION, libs)
+    subprocess.run(
+        [mvn, "-B", "-q", "-s", str(settings), "-f", str(home / "pom.xml"),
+         "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={libs}"],
+        check=True,
+    )  # fmt: skip
+    marker.write_text(KAFKA_VERSION)
+    return home
+
+
+@dataclass
+class KafkaBroker:
+    """A single-node KRaft broker+controller on 127.0.0.1 with its data on disk."""
+
+    data_dir: Path
+    port: int = 19092
+    controller_port: int = 19093
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "broker.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self._pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def is_running(self) -> bool:
+        return self.pid() is not None and _port_open("127.0.0.1", self.port)
+
+    def _write_config(self) -> Path:
+        props = self.data_dir / "server.properties"
+        logs = self.data_dir / "logs"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
+                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={logs}",
+                    "num.partitions=4",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=4",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "",
+                ]
+            )
+        )
+        return props
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Install (first time), format (first time) and start the broker; wait until ready."""
+        if self.is_running():
+            return
+        home = install_kafka()
+        java = _require("java", "run the Kafka broker")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = self._write_config()
+        classpath = str(home / "libs" / "*")
+        jvm = [java, "-Xms256m", "-Xmx512m", f"-Dlog4j2.configurationFile={home / 'log4j2.xml'}"]
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            cluster_id = subprocess.run(
+                [*jvm, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip().splitlines()[-1]  # fmt: skip
+            subprocess.run(
+                [*jvm, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", cluster_id, "-c", str(props)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [*jvm, "-cp", classpath, "kafka.Kafka", str(props)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        self._pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {proc.returncode}; see {self.log_file}")
+            if _port_open("127.0.0.1", self.port) and _metadata_ok(self.bootstrap_servers):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"Kafka did not become ready in {timeout_s:.0f} s; see {self.log_file}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file.unlink(missing_ok=True)
+
+
+def _metadata_ok(bootstrap: str) -> bool:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    except (KafkaError, OSError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def default_broker() -> KafkaBroker:
+    """The broker the README commands use: ``<cache>/kafka-data`` on 127.0.0.1:19092."""
+    return KafkaBroker(cache_dir() / "kafka-data")
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> bool:
+    """Create ``topic`` if it does not exist; True if it was created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    try:
+        if topic in admin.list_topics():
+            return False
+        try:
+            admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+        except TopicAlreadyExistsError:
+            return False
+        deadline = time.monotonic() + 15
+        while topic not in admin.list_topics() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return True
+    finally:
+        admin.close()
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def prism_binary(install: bool = True) -> Path:
+    """Path to the Prism runner binary (``$CALLQA_PRISM`` or ``<cache>/bin/prism``).
+
+    Built with ``go install github.com/apache/beam/sdks/v2/go/cmd/prism@v2.77.0`` on first use
+    (~2 min on 2 cores, 63 MB). Beam must never download it itself: pass this path as
+    ``--prism_location``.
+    """
+    override = os.environ.get("CALLQA_PRISM")
+    if override:
+        path = Path(override)
+        if not path.exists():
+            raise RuntimeError(f"CALLQA_PRISM={override} does not exist")
+        return path
+    path = cache_dir() / "bin" / "prism"
+    if path.exists() or not install:
+        return path
+    go = _require("go", "build the Prism runner (go install ...prism@" + PRISM_VERSION + ")")
+    env = dict(os.environ, GOBIN=str(path.parent), GOFLAGS="-mod=mod")
+    _LOG.info("building Prism %s into %s (about 2 minutes)", PRISM_VERSION, path)
+    subprocess.run(
+        [go, "install", f"github.com/apache/beam/sdks/v2/go/cmd/prism@{PRISM_VERSION}"],
+        check=True, env=env,
+    )  # fmt: skip
+    return path

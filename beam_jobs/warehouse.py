@@ -1,0 +1,74 @@
+"""Reading the warehouse output back (demo summary, tests, benchmarks) with DuckDB."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from schemas.tables import CALLS, DEAD_LETTERS
+
+
+def _glob(root: str | Path, table: str) -> str:
+    return str(Path(root) / table / "*" / "*.parquet")
+
+
+def _has_files(root: str | Path, table: str) -> bool:
+    return any((Path(root) / table).glob("*/*.parquet"))
+
+
+def query(sql: str) -> list[tuple[Any, ...]]:
+    import duckdb
+
+    return duckdb.sql(sql).fetchall()
+
+
+def final_calls(root: str | Path) -> list[dict[str, Any]]:
+    """Latest final row per call (the documented consumer query)."""
+    if not _has_files(root, CALLS.name):
+        return []
+    import duckdb
+
+    rel = duckdb.sql(
+        f"""SELECT * FROM read_parquet('{_glob(root, CALLS.name)}', hive_partitioning = true)
+            WHERE is_final QUALIFY row_number() OVER (PARTITION BY call_id ORDER BY version DESC) = 1
+            ORDER BY call_id"""
+    )
+    cols = rel.columns
+    return [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
+
+
+def all_call_rows(root: str | Path) -> list[dict[str, Any]]:
+    if not _has_files(root, CALLS.name):
+        return []
+    import duckdb
+
+    rel = duckdb.sql(
+        f"SELECT * FROM read_parquet('{_glob(root, CALLS.name)}', hive_partitioning = true)"
+    )
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+def dead_letters(root: str | Path) -> list[dict[str, Any]]:
+    if not _has_files(root, DEAD_LETTERS.name):
+        return []
+    import duckdb
+
+    rel = duckdb.sql(
+        f"SELECT * FROM read_parquet('{_glob(root, DEAD_LETTERS.name)}', hive_partitioning = true)"
+    )
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+def wait_for_final_calls(
+    root: str | Path, call_ids: Iterable[str], timeout_s: float, poll_s: float = 0.5
+) -> dict[str, dict[str, Any]]:
+    """Poll until every call in ``call_ids`` has a final row (or the timeout passes)."""
+    wanted = set(call_ids)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = {r["call_id"]: r for r in final_calls(root)}
+        if wanted <= rows.keys() or time.monotonic() > deadline:
+            return rows
+        time.sleep(poll_s)

@@ -1,0 +1,1 @@
+"""callqa transforms: one composite PTransform per stage, and the I/O edges."""

@@ -1,0 +1,179 @@
+"""Per-call logic as plain functions: the streaming job, the batch job and the tests share them.
+
+A call's state is the list of ``ChunkFact`` seen so far (no audio). ``summarize`` turns it into
+a ``CallSummary`` deterministically, whatever order the facts arrived in, so a replay of the
+same records always yields the same row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from schemas.audio import ROLE_AGENT, ROLE_CUSTOMER, ROLE_MIXED, ROLES
+from schemas.records import AudioChunk, CallRow, ChunkFact, DeadLetter
+
+
+class CallInfo(NamedTuple):
+    """Call attributes taken from its first chunk (metadata headers and source)."""
+
+    call_id: str
+    tenant: str | None
+    agent_id: str | None
+    queue: str | None
+    language_hint: str | None
+    topic: str
+    partition: int
+
+
+class CallSummary(NamedTuple):
+    start_ms: int
+    end_ms: int
+    audio_s: dict[str, float]  # per channel role, distinct chunks only
+    chunk_count: int
+    duplicates: tuple[ChunkFact, ...]  # repeated (channel, seq): the later offsets
+    missing: dict[str, tuple[int, ...]]  # per channel, seqs missing below its max seq
+    first_offset: int
+    last_offset: int
+    ended: bool  # an end-of-call marker was seen
+
+
+def chunk_fact(chunk: AudioChunk) -> ChunkFact:
+    return ChunkFact(
+        channel=chunk.channel,
+        seq=chunk.seq,
+        event_time_ms=chunk.event_time_ms,
+        num_samples=chunk.num_samples,
+        sample_rate_hz=chunk.sample_rate_hz,
+        end_of_call=chunk.end_of_call,
+        partition=chunk.partition,
+        offset=chunk.offset,
+    )
+
+
+def call_info(chunk: AudioChunk) -> CallInfo:
+    return CallInfo(
+        chunk.call_id,
+        chunk.tenant,
+        chunk.agent_id,
+        chunk.queue,
+        chunk.language_hint,
+        chunk.topic,
+        chunk.partition,
+    )
+
+
+def fact_end_ms(fact: ChunkFact) -> int:
+    """Event time just after the chunk's last sample."""
+    return fact.event_time_ms + (1000 * fact.num_samples) // fact.sample_rate_hz
+
+
+def summarize(facts: Iterable[ChunkFact]) -> CallSummary:
+    """Fold a call's chunk facts (any order) into its summary. Needs at least one fact."""
+    ordered = sorted(facts, key=lambda f: f.offset)
+    if not ordered:
+        raise ValueError("a call summary needs at least one chunk")
+    seen: dict[tuple[str, int], ChunkFact] = {}
+    duplicates: list[ChunkFact] = []
+    for fact in ordered:
+        key = (fact.channel, fact.seq)
+        if key in seen:
+            duplicates.append(fact)
+        else:
+            seen[key] = fact
+    audio_s: dict[str, float] = dict.fromkeys(ROLES, 0.0)
+    seqs: dict[str, set[int]] = defaultdict(set)
+    for (channel, seq), fact in seen.items():
+        audio_s[channel] += fact.num_samples / fact.sample_rate_hz
+        seqs[channel].add(seq)
+    missing = {
+        ch: tuple(sorted(set(range(max(s) + 1)) - s)) for ch, s in sorted(seqs.items()) if s
+    }
+    return CallSummary(
+        start_ms=min(f.event_time_ms for f in ordered),
+        end_ms=max(fact_end_ms(f) for f in ordered),
+        audio_s={k: round(v, 6) for k, v in audio_s.items()},
+        chunk_count=len(seen),
+        duplicates=tuple(duplicates),
+        missing={ch: m for ch, m in missing.items() if m},
+        first_offset=ordered[0].offset,
+        last_offset=ordered[-1].offset,
+        ended=any(f.end_of_call for f in ordered),
+    )
+
+
+def format_ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` → ``"1-3,7"``."""
+    out: list[str] = []
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
+            j += 1
+        out.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def call_row(
+    info: CallInfo, summary: CallSummary, version: int, is_final: bool, reason: str
+) -> CallRow:
+    return CallRow(
+        call_id=info.call_id,
+        version=version,
+        is_final=is_final,
+        close_reason=reason,
+        start_ms=summary.start_ms,
+        end_ms=summary.end_ms,
+        agent_audio_s=summary.audio_s[ROLE_AGENT],
+        customer_audio_s=summary.audio_s[ROLE_CUSTOMER],
+        mixed_audio_s=summary.audio_s[ROLE_MIXED],
+        chunk_count=summary.chunk_count,
+        duplicate_chunks=len(summary.duplicates),
+        missing_seq_count=sum(len(m) for m in summary.missing.values()),
+        missing_seqs=";".join(f"{ch}:{format_ranges(m)}" for ch, m in summary.missing.items()),
+        tenant=info.tenant,
+        agent_id=info.agent_id,
+        queue=info.queue,
+        language_hint=info.language_hint,
+        source_topic=info.topic,
+        source_partition=info.partition,
+        first_offset=summary.first_offset,
+        last_offset=summary.last_offset,
+    )
+
+
+def sequence_dead_letters(info: CallInfo, summary: CallSummary, stage: str) -> list[DeadLetter]:
+    """One dead letter per duplicate chunk and one per channel with sequence gaps."""
+    out = [
+        DeadLetter(
+            stage=stage,
+            reason="duplicate_seq",
+            error_type="validation",
+            message=f"{d.channel} seq {d.seq} was already received; the repeat is not counted",
+            topic=info.topic,
+            partition=d.partition,
+            offset=d.offset,
+            call_id=info.call_id,
+            event_time_ms=d.event_time_ms,
+            payload_size_bytes=None,
+        )
+        for d in summary.duplicates
+    ]
+    out.extend(
+        DeadLetter(
+            stage=stage,
+            reason="seq_gap",
+            error_type="validation",
+            message=f"{ch} chunks never received: seq {format_ranges(m)}",
+            topic=info.topic,
+            partition=info.partition,
+            offset=None,
+            call_id=info.call_id,
+            event_time_ms=summary.start_ms,
+            payload_size_bytes=None,
+        )
+        for ch, m in summary.missing.items()
+    )
+    return out

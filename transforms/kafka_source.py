@@ -1,0 +1,457 @@
+"""``ReadAudioChunks``: a Python-native, splittable-DoFn Kafka source over kafka-python.
+
+Shape: **one restriction over all partitions of the topic**, read by one consumer. The source's
+watermark is computed inside the restriction as the minimum over partitions, so it can never
+pass a record that has not been read (see "Watermark" below). On Prism 2.77 a per-partition
+restriction design let the stage watermark run ahead of the slowest partition (measured in
+``ENVIRONMENT.md``): the runner does not reliably take the minimum over restrictions, so the
+source takes it itself. The tracker refuses dynamic splits (``try_split(fraction > 0)``) and
+reports well-formed progress, which keeps the SDK's split arithmetic finite; checkpoints
+(``try_split(0)``) work as usual and carry the per-partition progress in the residual.
+
+Watermark, per partition ``p`` (then the minimum over partitions, never decreasing):
+
+* ``p`` not yet read and not known to be caught up: the watermark holds (cannot advance).
+* ``p`` has a backlog: ``max event time read from p - max_out_of_orderness_s``.
+* ``p`` is caught up (position >= high watermark): as above, but also advancing with the wall
+  clock from its last record: ``last event time + (now - wall time it was read) - idle_slack_s``.
+  This lets per-call results out when a partition goes quiet, and is correct for producers whose
+  capture times lag the wall clock by a steady amount (unlike a plain ``now - slack`` rule).
+* ``p`` is empty and caught up: it is left out of the minimum.
+
+Modes: unbounded (the streaming job) and bounded (stop at the end offsets seen at start: tests,
+backfills). Start position: the consumer group's committed offsets, else ``start_from``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from schemas.events import H_CAPTURE_TIME_MS
+from schemas.records import KafkaRecord
+
+_LOG = logging.getLogger(__name__)
+_NS = "callqa.source"
+
+
+@dataclass(frozen=True)
+class KafkaSourceConfig:
+    """Where and how to read. ``consumer_config`` passes extra kafka-python settings (TLS, SASL)."""
+
+    bootstrap_servers: str
+    topic: str
+    group_id: str = "callqa"
+    start_from: str = "earliest"  # used where the group has no committed offset: earliest|latest
+    bounded: bool = False  # stop at the end offsets seen when the job starts
+    poll_timeout_s: float = 0.1
+    max_poll_records: int = 1000
+    max_bundle_s: float = 0.5  # read at most this long before handing a bundle downstream
+    max_out_of_orderness_s: float = 2.0
+    idle_slack_s: float = 1.0
+    consumer_config: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.start_from not in ("earliest", "latest"):
+            raise ValueError(f"start_from must be 'earliest' or 'latest', not {self.start_from!r}")
+        if self.max_out_of_orderness_s < 0 or self.idle_slack_s < 0:
+            raise ValueError("max_out_of_orderness_s and idle_slack_s must be >= 0")
+
+
+class PartitionProgress(NamedTuple):
+    """What the watermark needs to remember about one partition between checkpoints."""
+
+    max_event_ms: int | None  # highest event time read from the partition in this job
+    last_read_wall_ms: int | None  # wall-clock time when that partition's last record was read
+
+
+class KafkaRestriction(NamedTuple):
+    """Offsets to read: for each partition, ``[start, stop)``; ``stop`` None means unbounded."""
+
+    partitions: tuple[int, ...]
+    start: tuple[int, ...]
+    stop: tuple[int, ...] | None
+    progress: tuple[PartitionProgress, ...]
+
+
+def event_time_ms(headers: tuple[tuple[str, bytes], ...], kafka_timestamp_ms: int) -> int:
+    """The chunk's event time: its ``capture_time_ms`` header, else the Kafka CreateTime.
+
+    A malformed header falls back too; ``DecodeAndValidate`` dead-letters such a record.
+    """
+    for name, value in headers:
+        if name == H_CAPTURE_TIME_MS:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                break
+    return kafka_timestamp_ms
+
+
+def partition_watermark_ms(
+    progress: PartitionProgress,
+    position: int,
+    high_watermark: int | None,
+    now_ms: int,
+    max_out_of_orderness_ms: int,
+    idle_slack_ms: int,
+) -> int | None:
+    """Watermark contribution of one partition; None = holds the watermark; -1 = left out."""
+    caught_up = high_watermark is not None and position >= high_watermark
+    if progress.max_event_ms is None or progress.last_read_wall_ms is None:
+        return -1 if caught_up else None
+    wm = progress.max_event_ms - max_out_of_orderness_ms
+    if caught_up:
+        idle_wm = progress.max_event_ms + (now_ms - progress.last_read_wall_ms) - idle_slack_ms
+        wm = max(wm, idle_wm)
+    return wm
+
+
+def combined_watermark_ms(contributions: list[int | None]) -> int | None:
+    """Minimum over partitions; None while any partition holds it or all are left out."""
+    if any(c is None for c in contributions):
+        return None
+    counted = [c for c in contributions if c is not None and c >= 0]
+    return min(counted) if counted else None
+
+
+class KafkaRestrictionTracker(RestrictionTracker):
+    """Claims ``(partition, offset)`` positions; refuses dynamic splits, allows checkpoints."""
+
+    def __init__(self, restriction: KafkaRestriction) -> None:
+        self._restriction = restriction
+        self._positions = dict(zip(restriction.partitions, restriction.start, strict=True))
+        self._progress = dict(zip(restriction.partitions, restriction.progress, strict=True))
+        self._checkpointed = False
+
+    def current_restriction(self) -> KafkaRestriction:
+        return self._restriction
+
+    def positions(self) -> dict[int, int]:
+        return dict(self._positions)
+
+    def try_claim(self, position: tuple[int, int, int, int]) -> bool:
+        partition, offset, event_ms, wall_ms = position
+        if self._checkpointed:
+            return False
+        stop = self._stop(partition)
+        if stop is not None and offset >= stop:
+            return False
+        self._positions[partition] = offset + 1
+        old = self._progress[partition]
+        max_event = event_ms if old.max_event_ms is None else max(old.max_event_ms, event_ms)
+        self._progress[partition] = PartitionProgress(max_event, wall_ms)
+        return True
+
+    def _stop(self, partition: int) -> int | None:
+        if self._restriction.stop is None:
+            return None
+        return self._restriction.stop[self._restriction.partitions.index(partition)]
+
+    def _snapshot(self) -> tuple[tuple[int, ...], tuple[PartitionProgress, ...]]:
+        parts = self._restriction.partitions
+        return (
+            tuple(self._positions[p] for p in parts),
+            tuple(self._progress[p] for p in parts),
+        )
+
+    def try_split(self, fraction_of_remainder: float) -> Any:
+        # Dynamic splits would make two restrictions read the same partitions (and the
+        # watermark would no longer be a minimum over all of them): refuse. Checkpoint only.
+        if fraction_of_remainder > 0 or self._checkpointed:
+            return None
+        positions, progress = self._snapshot()
+        r = self._restriction
+        primary = KafkaRestriction(r.partitions, r.start, positions, r.progress)
+        residual = KafkaRestriction(r.partitions, positions, r.stop, progress)
+        self._restriction = primary
+        self._checkpointed = True
+        return primary, residual
+
+    def check_done(self) -> None:
+        r = self._restriction
+        if r.stop is None:
+            raise ValueError("an unbounded Kafka restriction finished without a checkpoint")
+        for p, stop in zip(r.partitions, r.stop, strict=True):
+            if self._positions[p] < stop:
+                raise ValueError(f"partition {p}: read up to {self._positions[p]}, not {stop}")
+
+    def current_progress(self) -> RestrictionProgress:
+        r = self._restriction
+        done = sum(self._positions[p] - s for p, s in zip(r.partitions, r.start, strict=True))
+        if r.stop is None:
+            return RestrictionProgress(completed=float(done) + 1.0, remaining=1.0)
+        left = sum(max(0, e - self._positions[p]) for p, e in zip(r.partitions, r.stop, strict=True))
+        return RestrictionProgress(completed=float(done) + 1.0, remaining=float(left) + 1.0)
+
+    def is_bounded(self) -> bool:
+        return self._restriction.stop is not None
+
+
+def _new_consumer(cfg: KafkaSourceConfig) -> Any:
+    from kafka import KafkaConsumer  # imported where used: workers only
+
+    settings: dict[str, Any] = {
+        "bootstrap_servers": cfg.bootstrap_servers.split(","),
+        "group_id": cfg.group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": cfg.start_from,
+        "max_poll_records": cfg.max_poll_records,
+        "consumer_timeout_ms": int(cfg.poll_timeout_s * 1000),
+        "request_timeout_ms": 30_000,
+    }
+    settings.update(dict(cfg.consumer_config))
+    return KafkaConsumer(**settings)
+
+
+def _topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"Kafka topic {topic!r} does not exist or has no partitions: create it first "
+                "(callqa kafka create-topic) or check --kafka_topic / --bootstrap_servers."
+            )
+        time.sleep(0.5)
+
+
+class _KafkaRestrictionProvider(RestrictionProvider):
+    def __init__(self, cfg: KafkaSourceConfig) -> None:
+        self._cfg = cfg
+
+    def initial_restriction(self, element: str) -> KafkaRestriction:
+        from kafka import TopicPartition
+
+        consumer = _new_consumer(self._cfg)
+        try:
+            parts = _topic_partitions(consumer, element)
+            tps = [TopicPartition(element, p) for p in parts]
+            begin = consumer.beginning_offsets(tps)
+            end = consumer.end_offsets(tps)
+            start = []
+            for tp in tps:
+                committed = consumer.committed(tp)
+                if committed is not None:
+                    start.append(max(int(committed), begin[tp]))
+                elif self._cfg.start_from == "latest":
+                    start.append(end[tp])
+                else:
+                    start.append(begin[tp])
+            stop = tuple(max(end[tp], s) for tp, s in zip(tps, start, strict=True))
+            _LOG.info("Kafka source %s: start %s, end %s", element, start, list(stop))
+            return KafkaRestriction(
+                tuple(parts),
+                tuple(start),
+                stop if self._cfg.bounded else None,
+                tuple(PartitionProgress(None, None) for _ in parts),
+            )
+        finally:
+            consumer.close()
+
+    def create_tracker(self, restriction: KafkaRestriction) -> KafkaRestrictionTracker:
+        return KafkaRestrictionTracker(restriction)
+
+    def split(self, element: str, restriction: KafkaRestriction) -> Iterator[KafkaRestriction]:
+        yield restriction  # one restriction over all partitions, by design (see module doc)
+
+    def restriction_size(self, element: str, restriction: KafkaRestriction) -> float:
+        if restriction.stop is None:
+            return 1.0
+        return float(
+            sum(max(0, e - s) for s, e in zip(restriction.start, restriction.stop, strict=True))
+        )
+
+
+class ReadKafkaFn(beam.DoFn, RestrictionProvider):
+    """Splittable DoFn: topic name → ``KafkaRecord`` stamped with its event time.
+
+    It is its own restriction provider (the methods delegate to ``_KafkaRestrictionProvider``).
+
+    Metrics (namespace ``callqa.source``): ``records_read``, ``bytes_read``, ``seeks``,
+    ``lag_records`` (gauge: records behind the high watermark), ``watermark_lag_ms`` (gauge).
+    """
+
+    def __init__(self, cfg: KafkaSourceConfig) -> None:
+        self._cfg = cfg
+        self._provider = _KafkaRestrictionProvider(cfg)
+        self._consumer: Any = None
+        self._expected: dict[int, int] = {}
+        self.records_read = Metrics.counter(_NS, "records_read")
+        self.bytes_read = Metrics.counter(_NS, "bytes_read")
+        self.seeks = Metrics.counter(_NS, "seeks")
+        self.lag = Metrics.gauge(_NS, "lag_records")
+        self.watermark_lag = Metrics.gauge(_NS, "watermark_lag_ms")
+
+    def initial_restriction(self, element: str) -> KafkaRestriction:
+        return self._provider.initial_restriction(element)
+
+    def create_tracker(self, restriction: KafkaRestriction) -> KafkaRestrictionTracker:
+        return self._provider.create_tracker(restriction)
+
+    def split(self, element: str, restriction: KafkaRestriction) -> Iterator[KafkaRestriction]:
+        return self._provider.split(element, restriction)
+
+    def restriction_size(self, element: str, restriction: KafkaRestriction) -> float:
+        return self._provider.restriction_size(element, restriction)
+
+    def setup(self) -> None:
+        self._consumer = _new_consumer(self._cfg)
+        self._expected = {}
+
+    def teardown(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _position_consumer(self, topic: str, restriction: KafkaRestriction) -> None:
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(topic, p) for p in restriction.partitions]
+        if set(self._consumer.assignment()) != set(tps):
+            self._consumer.assign(tps)
+            self._expected = {}
+        for tp, start in zip(tps, restriction.start, strict=True):
+            if self._expected.get(tp.partition) != start:
+                self._consumer.seek(tp, start)
+                self._expected[tp.partition] = start
+                self.seeks.inc()
+        self._consumer.resume(*tps)
+
+    def process(
+        self,
+        topic: str,
+        tracker: beam.DoFn.RestrictionParam = beam.DoFn.RestrictionParam(),
+        watermark: beam.DoFn.WatermarkEstimatorParam = beam.DoFn.WatermarkEstimatorParam(
+            ManualWatermarkEstimator.default_provider()
+        ),
+    ) -> Iterator[beam.window.TimestampedValue]:
+        from kafka import TopicPartition
+
+        restriction: KafkaRestriction = tracker.current_restriction()
+        self._position_consumer(topic, restriction)
+        stops = (
+            dict(zip(restriction.partitions, restriction.stop, strict=True))
+            if restriction.stop is not None
+            else None
+        )
+        positions = dict(zip(restriction.partitions, restriction.start, strict=True))
+        progress = dict(zip(restriction.partitions, restriction.progress, strict=True))
+        if stops is not None:
+            for p in restriction.partitions:
+                if positions[p] >= stops[p]:
+                    self._consumer.pause(TopicPartition(topic, p))
+        deadline = time.monotonic() + self._cfg.max_bundle_s
+        got_any = False
+        claimed = True
+        while claimed and time.monotonic() < deadline:
+            batches = self._consumer.poll(
+                timeout_ms=int(self._cfg.poll_timeout_s * 1000),
+                max_records=self._cfg.max_poll_records,
+            )
+            if not batches:
+                break
+            wall_ms = int(time.time() * 1000)
+            for tp, records in batches.items():
+                for rec in records:
+                    if stops is not None and rec.offset >= stops[tp.partition]:
+                        self._consumer.pause(tp)
+                        break
+                    ev = event_time_ms(tuple(rec.headers or ()), rec.timestamp)
+                    if not tracker.try_claim((tp.partition, rec.offset, ev, wall_ms)):
+                        claimed = False
+                        break
+                    got_any = True
+                    positions[tp.partition] = rec.offset + 1
+                    self._expected[tp.partition] = rec.offset + 1
+                    old = progress[tp.partition]
+                    progress[tp.partition] = PartitionProgress(
+                        ev if old.max_event_ms is None else max(old.max_event_ms, ev), wall_ms
+                    )
+                    self.records_read.inc()
+                    self.bytes_read.inc(len(rec.value or b""))
+                    yield beam.window.TimestampedValue(
+                        KafkaRecord(
+                            topic=rec.topic,
+                            partition=rec.partition,
+                            offset=rec.offset,
+                            key=rec.key,
+                            value=rec.value,
+                            headers=tuple((k, bytes(v)) for k, v in (rec.headers or ())),
+                            timestamp_ms=rec.timestamp,
+                        ),
+                        Timestamp(micros=ev * 1000),
+                    )
+                if not claimed:
+                    break
+        bounded_done = stops is not None and all(
+            positions[p] >= stops[p] for p in restriction.partitions
+        )
+        if claimed and not bounded_done:  # else: done (check_done passes) or already split
+            self._advance_watermark(topic, restriction.partitions, positions, progress, watermark)
+            tracker.defer_remainder(Duration(seconds=0 if got_any else self._cfg.poll_timeout_s))
+
+    def _advance_watermark(
+        self,
+        topic: str,
+        partitions: tuple[int, ...],
+        positions: dict[int, int],
+        progress: dict[int, PartitionProgress],
+        watermark: ManualWatermarkEstimator,
+    ) -> None:
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(topic, p) for p in partitions]
+        highs = {tp.partition: self._consumer.highwater(tp) for tp in tps}
+        if any(h is None for h in highs.values()):
+            highs = {tp.partition: e for tp, e in self._consumer.end_offsets(tps).items()}
+        now_ms = int(time.time() * 1000)
+        self.lag.set(sum(max(0, (highs[p] or 0) - positions[p]) for p in partitions))
+        wm = combined_watermark_ms(
+            [
+                partition_watermark_ms(
+                    progress[p],
+                    positions[p],
+                    highs[p],
+                    now_ms,
+                    int(self._cfg.max_out_of_orderness_s * 1000),
+                    int(self._cfg.idle_slack_s * 1000),
+                )
+                for p in partitions
+            ]
+        )
+        if wm is None:
+            return
+        current = watermark.current_watermark()
+        new = Timestamp(micros=wm * 1000)
+        if current is None or new > current:
+            watermark.set_watermark(new)
+            self.watermark_lag.set(now_ms - wm)
+
+
+class ReadAudioChunks(beam.PTransform):
+    """Kafka topic → ``PCollection[KafkaRecord]`` timestamped with each chunk's event time."""
+
+    def __init__(self, cfg: KafkaSourceConfig) -> None:
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection[KafkaRecord]:
+        return (
+            pbegin
+            | "Impulse" >> beam.Impulse()
+            | "Topic" >> beam.Map(lambda _, t: t, self._cfg.topic)
+            | "ReadKafka" >> beam.ParDo(ReadKafkaFn(self._cfg)).with_output_types(KafkaRecord)
+        )
