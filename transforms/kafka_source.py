@@ -6,7 +6,7 @@ pass a record that has not been read (see "Watermark" below). On Prism 2.77 a pe
 restriction design let the stage watermark run ahead of the slowest partition (measured in
 ``ENVIRONMENT.md``): the runner does not reliably take the minimum over restrictions, so the
 source takes it itself. The tracker refuses dynamic splits (``try_split(fraction > 0)``) and
-reports well-formed progress, which keeps the SDK's split arithmetic finite; checkpoints
+reports its progress as unknown, which keeps the SDK's split arithmetic finite; checkpoints
 (``try_split(0)``) work as usual and carry the per-partition progress in the residual.
 
 Watermark, per partition ``p`` (then the minimum over partitions, never decreasing):
@@ -186,13 +186,13 @@ class KafkaRestrictionTracker(RestrictionTracker):
             if self._positions[p] < stop:
                 raise ValueError(f"partition {p}: read up to {self._positions[p]}, not {stop}")
 
-    def current_progress(self) -> RestrictionProgress:
-        r = self._restriction
-        done = sum(self._positions[p] - s for p, s in zip(r.partitions, r.start, strict=True))
-        if r.stop is None:
-            return RestrictionProgress(completed=float(done) + 1.0, remaining=1.0)
-        left = sum(max(0, e - self._positions[p]) for p, e in zip(r.partitions, r.stop, strict=True))
-        return RestrictionProgress(completed=float(done) + 1.0, remaining=float(left) + 1.0)
+    def current_progress(self) -> RestrictionProgress | None:  # type: ignore[override]
+        # "Unknown" on purpose. The SDK replaces a tracker's completed work with its own
+        # output-byte estimate, which is NaN early in a bundle; Prism's split request on an
+        # idle source then crashed the SDK (ValueError: cannot convert float NaN to integer,
+        # bundle_processor._compute_split). With no progress the SDK assumes 0.5, asks
+        # try_split (refused above) and the bundle goes on. Lag is reported as a metric.
+        return None
 
     def is_bounded(self) -> bool:
         return self._restriction.stop is not None

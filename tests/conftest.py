@@ -1,0 +1,44 @@
+"""Shared fixtures: a real Kafka broker and the Prism runner (no mocks in integration tests).
+
+``KAFKA_BOOTSTRAP_SERVERS`` set: that broker is used. Otherwise a private single-node broker is
+started for the session (installed from Maven Central on first use) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from beam_jobs.services import KafkaBroker, create_topic, free_port, prism_binary, unique_name
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    data = Path(tempfile.mkdtemp(prefix="callqa-kafka-"))
+    broker = KafkaBroker(data, port=free_port(), controller_port=free_port())
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def prism_location() -> str:
+    return str(prism_binary())
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> str:
+    """A fresh 4-partition topic per test."""
+    name = unique_name("callqa-test")
+    create_topic(kafka_bootstrap, name, partitions=4)
+    return name
