@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.aggregate import AggregationConfig
+from transforms.commit import CommitConfig
 from transforms.kafka_source import KafkaSourceConfig
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
@@ -26,6 +27,9 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument("--bounded", action="store_true",
                        help="read up to the end offsets seen at start, then finish (backfills)")  # fmt: skip
         g.add_argument("--output_dir", default="out", help="warehouse root for Parquet tables")
+        g.add_argument("--checkpoint_dir", default=None,
+                       help="restart positions (default: <output_dir>/_checkpoints)")  # fmt: skip
+        g.add_argument("--commit_interval_s", type=float, default=5.0)
         g.add_argument("--inactivity_gap_s", type=float, default=30.0)
         g.add_argument("--live_interval_s", type=float, default=10.0, help="0: no live rows")
         g.add_argument("--allowed_lateness_s", type=float, default=300.0)
@@ -44,6 +48,7 @@ class JobConfig:
     output_dir: str
     streaming: bool
     audit_lateness: bool = False
+    commit: CommitConfig | None = None  # None: no offset tracking (unit tests)
 
 
 def config_from_options(options: PipelineOptions) -> JobConfig:
@@ -55,8 +60,10 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
         raise ValueError(
             "an unbounded Kafka read needs --streaming (or pass --bounded for a backfill)"
         )
+    checkpoint_dir = o.checkpoint_dir or f"{o.output_dir.rstrip('/')}/_checkpoints"
     return JobConfig(
         source=KafkaSourceConfig(
+            checkpoint_dir=checkpoint_dir,
             bootstrap_servers=o.kafka_bootstrap_servers,
             topic=o.kafka_topic,
             group_id=o.kafka_group_id,
@@ -75,4 +82,10 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
         output_dir=o.output_dir,
         streaming=streaming,
         audit_lateness=o.audit_lateness,
+        commit=CommitConfig(
+            bootstrap_servers=o.kafka_bootstrap_servers,
+            group_id=o.kafka_group_id,
+            checkpoint_dir=checkpoint_dir,
+            commit_interval_s=o.commit_interval_s,
+        ),
     )

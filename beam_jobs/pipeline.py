@@ -3,6 +3,7 @@
     Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
       ─AggregateCalls (stateful, event time)─► CallRow ─WriteCalls─► calls/ Parquet
     every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
+    offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from schemas.records import KafkaRecord
 from schemas.tables import CALLS, DEAD_LETTERS
 from transforms.aggregate import AggregateCalls
 from transforms.audit import AuditLateness
+from transforms.commit import CommitOffsets
 from transforms.decode import DecodeAndValidate
 from transforms.kafka_source import ReadAudioChunks
 from transforms.parquet_sink import WriteTable
@@ -34,12 +36,18 @@ def build_pipeline(
         records = p | "ReadAudioChunks" >> ReadAudioChunks(cfg.source)
     decoded = records | "DecodeAndValidate" >> DecodeAndValidate()
     aggregated = decoded.chunks | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
-    _ = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
-    _ = (
+    call_acks = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
+    dead_letter_acks = (
         (decoded.dead_letter, aggregated.dead_letter)
         | "FlattenDeadLetters" >> beam.Flatten()
         | "WriteDeadLetters" >> WriteTable(DEAD_LETTERS, cfg.output_dir)
     )
+    if cfg.commit is not None:
+        _ = (
+            (call_acks, dead_letter_acks)
+            | "FlattenAcks" >> beam.Flatten()
+            | "CommitOffsets" >> CommitOffsets(cfg.commit)
+        )
     if cfg.audit_lateness:
         _ = decoded.chunks | "AuditLateness" >> AuditLateness(cfg.output_dir)
 

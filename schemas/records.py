@@ -105,3 +105,18 @@ class ChunkFact(NamedTuple):
     end_of_call: bool
     partition: int
     offset: int
+
+
+class OffsetAck(NamedTuple):
+    """Source offsets whose every effect is durable in the warehouse (safe to commit past)."""
+
+    topic: str
+    partition: int
+    ranges: tuple[tuple[int, int], ...]  # [start, end) offset ranges, sorted, disjoint
+
+
+class RowWithAck(NamedTuple):
+    """A row for a sink plus the offsets to acknowledge once that row is written."""
+
+    row: CallRow
+    ack: OffsetAck | None

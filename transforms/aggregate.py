@@ -37,7 +37,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.records import AudioChunk, DeadLetter
+from schemas.records import AudioChunk, DeadLetter, OffsetAck, RowWithAck
 from transforms.calls import (
     CallInfo,
     call_info,
@@ -47,6 +47,7 @@ from transforms.calls import (
     sequence_dead_letters,
     summarize,
 )
+from transforms.commit import offsets_to_ranges
 
 STAGE: Final = "aggregate"
 DEAD_LETTER_TAG: Final = "dead_letter"
@@ -81,6 +82,7 @@ class CallMeta(NamedTuple):
     max_end_ms: int
     versions: int  # final rows emitted so far
     late_pending: bool  # late chunks absorbed since the last final row
+    last_reason: str  # close reason of the last final row
 
 
 def _ts(ms: int) -> Timestamp:
@@ -132,7 +134,7 @@ class AggregateCallFn(beam.DoFn):
         facts.add(fact)
         if meta is None:
             self.calls_opened.inc()
-            meta = CallMeta(OPEN, call_info(chunk), fact_end_ms(fact), 0, False)
+            meta = CallMeta(OPEN, call_info(chunk), fact_end_ms(fact), 0, False, "")
             if self._cfg.live_interval_s > 0:
                 wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.live_interval_s))
         if meta.status == OPEN:
@@ -156,14 +158,14 @@ class AggregateCallFn(beam.DoFn):
             self.calls_finalized.inc()
         else:
             self.rows_corrected.inc()
-        yield call_row(meta.info, summary, version, True, reason)
+        yield RowWithAck(call_row(meta.info, summary, version, True, reason), None)
         if version == 1:
             for dl in sequence_dead_letters(meta.info, summary, STAGE):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
         end_ms = max(meta.max_end_ms, summary.end_ms)
         event_timer.set(_ts(end_ms + self._lateness_ms()))
         return meta._replace(
-            status=CLOSED, versions=version, late_pending=False, max_end_ms=end_ms
+            status=CLOSED, versions=version, late_pending=False, max_end_ms=end_ms, last_reason=reason
         )
 
     @on_timer(EVENT_TIMER)
@@ -184,6 +186,12 @@ class AggregateCallFn(beam.DoFn):
         elif meta.status == CLOSED:
             if meta.late_pending:  # the correction must not be lost to expiry
                 meta = yield from self._finalize(meta, facts, event_timer, "late_correction")
+            # Expiry: no more versions. Rewrite the last final row (same file, same content) and
+            # acknowledge the call's offsets with it, so they are committed only once it is durable.
+            all_facts = list(facts.read())
+            last = call_row(meta.info, summarize(all_facts), meta.versions, True, meta.last_reason)
+            ack = OffsetAck(meta.info.topic, meta.info.partition, offsets_to_ranges(f.offset for f in all_facts))
+            yield RowWithAck(last, ack)
             facts.clear()
             wall_timer.clear()
             meta_state.write(meta._replace(status=EXPIRED))
@@ -204,7 +212,8 @@ class AggregateCallFn(beam.DoFn):
             return
         if meta.status == OPEN:
             self.rows_live.inc()
-            yield call_row(meta.info, summarize(facts.read()), meta.versions, False, "live")
+            row = call_row(meta.info, summarize(facts.read()), meta.versions, False, "live")
+            yield RowWithAck(row, None)
             wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.live_interval_s))
         elif meta.status == CLOSED and meta.late_pending:
             meta = yield from self._finalize(meta, facts, event_timer, "late_correction")
@@ -230,7 +239,7 @@ def _too_late(chunk: AudioChunk, meta: CallMeta) -> DeadLetter:
 
 
 class AggregateCalls(beam.PTransform):
-    """``PCollection[AudioChunk]`` → ``rows`` (CallRow) and ``dead_letter`` (DeadLetter)."""
+    """``PCollection[AudioChunk]`` → ``rows`` (RowWithAck of CallRow) and ``dead_letter``."""
 
     def __init__(self, cfg: AggregationConfig) -> None:
         super().__init__()

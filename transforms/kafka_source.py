@@ -40,6 +40,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.events import H_CAPTURE_TIME_MS
 from schemas.records import KafkaRecord
+from transforms.commit import Checkpoint, is_acked, read_checkpoint, write_checkpoint
 
 _LOG = logging.getLogger(__name__)
 _NS = "callqa.source"
@@ -60,6 +61,9 @@ class KafkaSourceConfig:
     max_out_of_orderness_s: float = 2.0
     idle_slack_s: float = 1.0
     consumer_config: tuple[tuple[str, Any], ...] = ()
+    #: Where ``CommitOffsets`` keeps restart positions. Set: start at the checkpoint's frontier
+    #: and skip records it lists as done; a missing checkpoint is created at start.
+    checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.start_from not in ("earliest", "latest"):
@@ -82,6 +86,8 @@ class KafkaRestriction(NamedTuple):
     start: tuple[int, ...]
     stop: tuple[int, ...] | None
     progress: tuple[PartitionProgress, ...]
+    #: Per partition, offset ranges above ``start`` already done before a restart: skipped.
+    skip: tuple[tuple[tuple[int, int], ...], ...] = ()
 
 
 def event_time_ms(headers: tuple[tuple[str, bytes], ...], kafka_timestamp_ms: int) -> int:
@@ -172,8 +178,12 @@ class KafkaRestrictionTracker(RestrictionTracker):
             return None
         positions, progress = self._snapshot()
         r = self._restriction
-        primary = KafkaRestriction(r.partitions, r.start, positions, r.progress)
-        residual = KafkaRestriction(r.partitions, positions, r.stop, progress)
+        primary = KafkaRestriction(r.partitions, r.start, positions, r.progress, r.skip)
+        skip = tuple(
+            tuple(rg for rg in ranges if rg[1] > pos)
+            for ranges, pos in zip(r.skip or tuple(() for _ in positions), positions, strict=True)
+        )
+        residual = KafkaRestriction(r.partitions, positions, r.stop, progress, skip)
         self._restriction = primary
         self._checkpointed = True
         return primary, residual
@@ -241,15 +251,26 @@ class _KafkaRestrictionProvider(RestrictionProvider):
             tps = [TopicPartition(element, p) for p in parts]
             begin = consumer.beginning_offsets(tps)
             end = consumer.end_offsets(tps)
-            start = []
+            start: list[int] = []
+            skip: list[tuple[tuple[int, int], ...]] = []
             for tp in tps:
+                cp = self._checkpoint(element, tp.partition)
                 committed = consumer.committed(tp)
-                if committed is not None:
-                    start.append(max(int(committed), begin[tp]))
+                if cp is not None:
+                    position = max(cp.frontier, begin[tp])
+                elif committed is not None:
+                    position = max(int(committed), begin[tp])
                 elif self._cfg.start_from == "latest":
-                    start.append(end[tp])
+                    position = end[tp]
                 else:
-                    start.append(begin[tp])
+                    position = begin[tp]
+                start.append(position)
+                skip.append(cp.acked if cp is not None else ())
+                if cp is None and self._cfg.checkpoint_dir is not None:
+                    write_checkpoint(
+                        self._cfg.checkpoint_dir, element, self._cfg.group_id, tp.partition,
+                        Checkpoint(position, ()),
+                    )  # fmt: skip
             stop = tuple(max(end[tp], s) for tp, s in zip(tps, start, strict=True))
             _LOG.info("Kafka source %s: start %s, end %s", element, start, list(stop))
             return KafkaRestriction(
@@ -257,9 +278,15 @@ class _KafkaRestrictionProvider(RestrictionProvider):
                 tuple(start),
                 stop if self._cfg.bounded else None,
                 tuple(PartitionProgress(None, None) for _ in parts),
+                tuple(skip),
             )
         finally:
             consumer.close()
+
+    def _checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
+        if self._cfg.checkpoint_dir is None:
+            return None
+        return read_checkpoint(self._cfg.checkpoint_dir, topic, self._cfg.group_id, partition)
 
     def create_tracker(self, restriction: KafkaRestriction) -> KafkaRestrictionTracker:
         return KafkaRestrictionTracker(restriction)
@@ -292,6 +319,7 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         self.records_read = Metrics.counter(_NS, "records_read")
         self.bytes_read = Metrics.counter(_NS, "bytes_read")
         self.seeks = Metrics.counter(_NS, "seeks")
+        self.records_skipped = Metrics.counter(_NS, "records_skipped_done")
         self.lag = Metrics.gauge(_NS, "lag_records")
         self.watermark_lag = Metrics.gauge(_NS, "watermark_lag_ms")
 
@@ -349,6 +377,11 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         )
         positions = dict(zip(restriction.partitions, restriction.start, strict=True))
         progress = dict(zip(restriction.partitions, restriction.progress, strict=True))
+        done_before = {
+            p: Checkpoint(-1, ranges)
+            for p, ranges in zip(restriction.partitions, restriction.skip, strict=False)
+            if ranges
+        }
         if stops is not None:
             for p in restriction.partitions:
                 if positions[p] >= stops[p]:
@@ -382,6 +415,10 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                     )
                     self.records_read.inc()
                     self.bytes_read.inc(len(rec.value or b""))
+                    done = done_before.get(tp.partition)
+                    if done is not None and is_acked(done, rec.offset):
+                        self.records_skipped.inc()  # durable before a restart: not replayed
+                        continue
                     yield beam.window.TimestampedValue(
                         KafkaRecord(
                             topic=rec.topic,

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from schemas.records import CallRow, DeadLetter
+from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, Table
 
 _NS: Final = "callqa.sink"
@@ -64,9 +64,34 @@ def dead_letter_file(dl: DeadLetter) -> str:
     return f"{day_partition(dl.event_time_ms)}/{name}.parquet"
 
 
+def dead_letter_ack(dl: DeadLetter) -> OffsetAck | None:
+    """A dead letter that is the record's only effect acknowledges the record's offset.
+
+    Decode failures and too-late chunks qualify; a duplicate chunk does not (it is part of its
+    call, acknowledged when the call expires).
+    """
+    if dl.offset is None or dl.topic is None or dl.partition is None:
+        return None
+    if dl.stage != "decode" and dl.reason != "too_late":
+        return None
+    return OffsetAck(dl.topic, dl.partition, ((dl.offset, dl.offset + 1),))
+
+
+def _unpack_call(element: RowWithAck) -> tuple[Any, OffsetAck | None]:
+    return element.row, element.ack
+
+
+def _unpack_dead_letter(element: DeadLetter) -> tuple[Any, OffsetAck | None]:
+    return element, dead_letter_ack(element)
+
+
 _FILE_NAMERS: Final[dict[str, Callable[[Any], str]]] = {
     CALLS.name: call_file,
     DEAD_LETTERS.name: dead_letter_file,
+}
+_UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, OffsetAck | None]]]] = {
+    CALLS.name: _unpack_call,
+    DEAD_LETTERS.name: _unpack_dead_letter,
 }
 
 
@@ -81,7 +106,10 @@ def write_rows_file(path: Path, table: Table, rows: list[Any]) -> None:
 
 
 class WriteRowFilesFn(beam.DoFn):
-    """Writes each row to its deterministic file; outputs the relative path written."""
+    """Writes each row to its deterministic file; then outputs the row's ``OffsetAck`` if any.
+
+    Input: ``RowWithAck`` (calls) or ``DeadLetter`` (dead letters).
+    """
 
     def __init__(self, table_name: str, root: str) -> None:
         self._table_name = table_name
@@ -91,23 +119,26 @@ class WriteRowFilesFn(beam.DoFn):
     def setup(self) -> None:
         self._table = {t.name: t for t in (CALLS, DEAD_LETTERS)}[self._table_name]
         self._namer = _FILE_NAMERS[self._table_name]
+        self._unpack = _UNPACKERS[self._table_name]
 
-    def process(self, row: Any) -> Iterator[str]:
+    def process(self, element: Any) -> Iterator[OffsetAck]:
+        row, ack = self._unpack(element)
         rel = f"{self._table.name}/{self._namer(row)}"
         write_rows_file(Path(self._root) / rel, self._table, [row])
         self.files_written.inc()
-        yield rel
+        if ack is not None:
+            yield ack
 
 
 class WriteTable(beam.PTransform):
-    """``PCollection[row]`` → Parquet files under ``<root>/<table>/``; outputs written paths."""
+    """Rows → Parquet files under ``<root>/<table>/``; outputs the acks of what was written."""
 
     def __init__(self, table: Table, root: str) -> None:
         super().__init__()
         self._table = table
         self._root = root
 
-    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[str]:
+    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[OffsetAck]:
         return rows | f"Write_{self._table.name}" >> beam.ParDo(
             WriteRowFilesFn(self._table.name, self._root)
-        )
+        ).with_output_types(OffsetAck)
