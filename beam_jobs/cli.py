@@ -15,7 +15,11 @@ def _kafka(args: argparse.Namespace) -> int:
     from beam_jobs.services import create_topic, default_broker
 
     broker = default_broker()
-    if args.action == "start":
+    if args.action == "install":
+        from beam_jobs.services import install_kafka
+
+        print(f"Kafka jars in {install_kafka() / 'libs'}")
+    elif args.action == "start":
         broker.start()
         print(f"Kafka {broker.bootstrap_servers} running (data: {broker.data_dir})")
     elif args.action == "stop":
@@ -88,14 +92,22 @@ def _demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # Beam warns about optional GCP clients
+        handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     if argv and argv[0] == "run":  # everything after `run` belongs to Beam's option parser
         return _run(argv[1:])
+    if argv[:2] == ["bench", "ingest"]:
+        from beam_jobs.bench import main as bench_main
+
+        return bench_main(argv[2:])
     parser = argparse.ArgumentParser(prog="callqa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
+    sub.add_parser("bench", help="benchmarks: `callqa bench ingest --help`")
 
     k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")
-    k.add_argument("action", choices=["start", "stop", "status", "create-topic"])
+    k.add_argument("action", choices=["install", "start", "stop", "status", "create-topic"])
     k.add_argument("--bootstrap-servers", default="127.0.0.1:19092")
     k.add_argument("--topic", default="callqa.audio-chunks.v1")
     k.add_argument("--partitions", type=int, default=4)

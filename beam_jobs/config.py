@@ -20,15 +20,29 @@ class StreamingJobOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:  # type: ignore[no-untyped-def]
         g = parser.add_argument_group("callqa")
         g.add_argument("--kafka_bootstrap_servers", default="127.0.0.1:19092")
-        g.add_argument("--kafka_topic", default=DEFAULT_TOPIC, help="audio-chunk topic (contract v1)")
-        g.add_argument("--kafka_group_id", default="callqa", help="consumer group (committed offsets)")
-        g.add_argument("--kafka_start_from", default="earliest", choices=["earliest", "latest"],
-                       help="where to start when the group has no committed offset")  # fmt: skip
-        g.add_argument("--bounded", action="store_true",
-                       help="read up to the end offsets seen at start, then finish (backfills)")  # fmt: skip
+        g.add_argument(
+            "--kafka_topic", default=DEFAULT_TOPIC, help="audio-chunk topic (contract v1)"
+        )
+        g.add_argument(
+            "--kafka_group_id", default="callqa", help="consumer group (committed offsets)"
+        )
+        g.add_argument(
+            "--kafka_start_from",
+            default="earliest",
+            choices=["earliest", "latest"],
+            help="where to start when the group has no committed offset",
+        )
+        g.add_argument(
+            "--bounded",
+            action="store_true",
+            help="read up to the end offsets seen at start, then finish (backfills)",
+        )
         g.add_argument("--output_dir", default="out", help="warehouse root for Parquet tables")
-        g.add_argument("--checkpoint_dir", default=None,
-                       help="restart positions (default: <output_dir>/_checkpoints)")  # fmt: skip
+        g.add_argument(
+            "--checkpoint_dir",
+            default=None,
+            help="restart positions (default: <output_dir>/_checkpoints)",
+        )
         g.add_argument("--commit_interval_s", type=float, default=5.0)
         g.add_argument("--inactivity_gap_s", type=float, default=30.0)
         g.add_argument("--live_interval_s", type=float, default=10.0, help="0: no live rows")
@@ -37,8 +51,11 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument("--max_out_of_orderness_s", type=float, default=2.0)
         g.add_argument("--idle_slack_s", type=float, default=1.0)
         g.add_argument("--poll_timeout_s", type=float, default=0.1)
-        g.add_argument("--audit_lateness", action="store_true",
-                       help="also count on-time chunks per 1 s window (tests, benchmarks)")  # fmt: skip
+        g.add_argument(
+            "--audit_lateness",
+            action="store_true",
+            help="also count on-time chunks per 1 s window (tests, benchmarks)",
+        )
 
 
 @dataclass(frozen=True)

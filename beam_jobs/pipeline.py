@@ -1,9 +1,9 @@
 """Pipeline assembly: ``build_pipeline(p, cfg)`` wires the stages; ``run(argv)`` runs it.
 
-    Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
-      ─AggregateCalls (stateful, event time)─► CallRow ─WriteCalls─► calls/ Parquet
-    every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
-    offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
+Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
+  ─AggregateCalls (stateful, event time)─► CallRow ─WriteCalls─► calls/ Parquet
+every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
+offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
 
 from __future__ import annotations

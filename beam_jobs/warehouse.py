@@ -18,21 +18,25 @@ def _has_files(root: str | Path, table: str) -> bool:
     return any((Path(root) / table).glob("*/*.parquet"))
 
 
-def query(sql: str) -> list[tuple[Any, ...]]:
-    import duckdb
+def _relation(sql: str) -> Any:
+    rel = _relation(sql)
+    if rel is None:
+        raise ValueError(f"not a query: {sql}")
+    return rel
 
-    return duckdb.sql(sql).fetchall()
+
+def query(sql: str) -> list[tuple[Any, ...]]:
+    return list(_relation(sql).fetchall())
 
 
 def final_calls(root: str | Path) -> list[dict[str, Any]]:
     """Latest final row per call (the documented consumer query)."""
     if not _has_files(root, CALLS.name):
         return []
-    import duckdb
-
-    rel = duckdb.sql(
+    rel = _relation(
         f"""SELECT * FROM read_parquet('{_glob(root, CALLS.name)}', hive_partitioning = true)
-            WHERE is_final QUALIFY row_number() OVER (PARTITION BY call_id ORDER BY version DESC) = 1
+            WHERE is_final
+            QUALIFY row_number() OVER (PARTITION BY call_id ORDER BY version DESC) = 1
             ORDER BY call_id"""
     )
     cols = rel.columns
@@ -42,9 +46,7 @@ def final_calls(root: str | Path) -> list[dict[str, Any]]:
 def all_call_rows(root: str | Path) -> list[dict[str, Any]]:
     if not _has_files(root, CALLS.name):
         return []
-    import duckdb
-
-    rel = duckdb.sql(
+    rel = _relation(
         f"SELECT * FROM read_parquet('{_glob(root, CALLS.name)}', hive_partitioning = true)"
     )
     return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
@@ -53,9 +55,7 @@ def all_call_rows(root: str | Path) -> list[dict[str, Any]]:
 def dead_letters(root: str | Path) -> list[dict[str, Any]]:
     if not _has_files(root, DEAD_LETTERS.name):
         return []
-    import duckdb
-
-    rel = duckdb.sql(
+    rel = _relation(
         f"SELECT * FROM read_parquet('{_glob(root, DEAD_LETTERS.name)}', hive_partitioning = true)"
     )
     return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]

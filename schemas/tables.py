@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
 
@@ -49,7 +49,7 @@ class Table(NamedTuple):
     """A warehouse table: its directory under the output root and its row schema."""
 
     name: str
-    record_type: type
+    record_type: Any  # the NamedTuple class of its rows
     schema: pa.Schema
 
 

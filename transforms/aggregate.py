@@ -21,7 +21,7 @@ Life of a call (one key):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -151,7 +151,7 @@ class AggregateCallFn(beam.DoFn):
 
     def _finalize(
         self, meta: CallMeta, facts: Any, event_timer: Any, reason: str
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, CallMeta]:
         summary = summarize(facts.read())
         version = meta.versions + 1
         if version == 1:
@@ -165,7 +165,11 @@ class AggregateCallFn(beam.DoFn):
         end_ms = max(meta.max_end_ms, summary.end_ms)
         event_timer.set(_ts(end_ms + self._lateness_ms()))
         return meta._replace(
-            status=CLOSED, versions=version, late_pending=False, max_end_ms=end_ms, last_reason=reason
+            status=CLOSED,
+            versions=version,
+            late_pending=False,
+            max_end_ms=end_ms,
+            last_reason=reason,
         )
 
     @on_timer(EVENT_TIMER)
@@ -190,7 +194,9 @@ class AggregateCallFn(beam.DoFn):
             # acknowledge the call's offsets with it, so they are committed only once it is durable.
             all_facts = list(facts.read())
             last = call_row(meta.info, summarize(all_facts), meta.versions, True, meta.last_reason)
-            ack = OffsetAck(meta.info.topic, meta.info.partition, offsets_to_ranges(f.offset for f in all_facts))
+            ack = OffsetAck(
+                meta.info.topic, meta.info.partition, offsets_to_ranges(f.offset for f in all_facts)
+            )
             yield RowWithAck(last, ack)
             facts.clear()
             wall_timer.clear()
@@ -248,10 +254,8 @@ class AggregateCalls(beam.PTransform):
     def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.pvalue.DoOutputsTuple:
         return (
             chunks
-            | "KeyByCall" >> beam.Map(lambda c: (c.call_id, c)).with_output_types(
-                tuple[str, AudioChunk]
-            )
+            | "KeyByCall"
+            >> beam.Map(lambda c: (c.call_id, c)).with_output_types(tuple[str, AudioChunk])
             | "AggregateCall"
             >> beam.ParDo(AggregateCallFn(self._cfg)).with_outputs(DEAD_LETTER_TAG, main="rows")
         )
-

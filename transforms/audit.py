@@ -41,7 +41,7 @@ class WriteWindowCountFn(beam.DoFn):
 
 
 class AuditLateness(beam.PTransform):
-    """``PCollection[AudioChunk]`` → per-window on-time counts under ``<root>/_audit_on_time_chunks``."""
+    """``PCollection[AudioChunk]`` → on-time counts per 1 s window, written under ``root``."""
 
     def __init__(self, root: str) -> None:
         super().__init__()

@@ -87,9 +87,7 @@ def summarize(facts: Iterable[ChunkFact]) -> CallSummary:
     for (channel, seq), fact in seen.items():
         audio_s[channel] += fact.num_samples / fact.sample_rate_hz
         seqs[channel].add(seq)
-    missing = {
-        ch: tuple(sorted(set(range(max(s) + 1)) - s)) for ch, s in sorted(seqs.items()) if s
-    }
+    missing = {ch: tuple(sorted(set(range(max(s) + 1)) - s)) for ch, s in sorted(seqs.items()) if s}
     return CallSummary(
         start_ms=min(f.event_time_ms for f in ordered),
         end_ms=max(fact_end_ms(f) for f in ordered),

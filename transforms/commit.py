@@ -174,7 +174,11 @@ class TrackOffsetsFn(beam.DoFn):
     ) -> Iterator[Checkpoint]:
         _, ack = element
         self.acks.inc()
-        ledger = ledger_state.read() or (ack.topic, ack.partition, self._initial(ack.topic, ack.partition))
+        ledger = ledger_state.read() or (
+            ack.topic,
+            ack.partition,
+            self._initial(ack.topic, ack.partition),
+        )
         topic, partition, cp = ledger
         ledger_state.write((topic, partition, advance(cp, ack.ranges)))
         if not dirty_state.read():
@@ -200,7 +204,9 @@ class TrackOffsetsFn(beam.DoFn):
         self.checkpoints.inc()
         Metrics.gauge(_NS, f"frontier_p{partition}").set(cp.frontier)
         try:
-            self._consumer.commit({TopicPartition(topic, partition): OffsetAndMetadata(cp.frontier, "", -1)})
+            self._consumer.commit(
+                {TopicPartition(topic, partition): OffsetAndMetadata(cp.frontier, "", -1)}
+            )
         except Exception as exc:  # noqa: BLE001 - the checkpoint file is authoritative
             Metrics.counter(_NS, "kafka_commit_errors").inc()
             import logging

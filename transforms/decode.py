@@ -12,6 +12,7 @@ from typing import Final
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import TimestampedValue
 
 from schemas import audio, events
 from schemas.records import AudioChunk, DeadLetter, KafkaRecord
@@ -134,14 +135,18 @@ def parse_record(rec: KafkaRecord) -> AudioChunk:
     n_channels = _int(headers, events.H_CHANNELS, "bad_channels", 1, 3)
     if n_channels == 2 and channel != audio.ROLE_MIXED:
         raise InvalidChunk("bad_channels", "2-channel payloads are only allowed with channel=mixed")
-    capture = _int(headers, events.H_CAPTURE_TIME_MS, "bad_capture_time", _MIN_EVENT_MS, _MAX_EVENT_MS)
+    capture = _int(
+        headers, events.H_CAPTURE_TIME_MS, "bad_capture_time", _MIN_EVENT_MS, _MAX_EVENT_MS
+    )
     eoc_text = _text(headers, events.H_END_OF_CALL) or "false"
     if eoc_text not in ("true", "false"):
         raise InvalidChunk("bad_end_of_call", f"end_of_call {eoc_text!r} is not true/false")
     end_of_call = eoc_text == "true"
     hint = _text(headers, events.H_LANGUAGE_HINT)
     if hint is not None and hint not in events.LANGUAGE_HINTS:
-        raise InvalidChunk("bad_language_hint", f"language_hint {hint!r} is not in {events.LANGUAGE_HINTS}")
+        raise InvalidChunk(
+            "bad_language_hint", f"language_hint {hint!r} is not in {events.LANGUAGE_HINTS}"
+        )
     assert seq is not None and rate is not None and n_channels is not None  # required headers
     payload = rec.value or b""
     frame = audio.BYTES_PER_SAMPLE[codec] * n_channels
@@ -177,7 +182,9 @@ def parse_record(rec: KafkaRecord) -> AudioChunk:
     )
 
 
-def dead_letter_for(rec: KafkaRecord, stage: str, reason: str, error_type: str, message: str) -> DeadLetter:
+def dead_letter_for(
+    rec: KafkaRecord, stage: str, reason: str, error_type: str, message: str
+) -> DeadLetter:
     call_id = None
     if rec.key:
         call_id = rec.key.decode("utf-8", errors="replace")[: events.MAX_CALL_ID_BYTES]
@@ -222,7 +229,7 @@ class DecodeAndValidateFn(beam.DoFn):
             )
             return
         self.chunks_valid.inc()
-        yield beam.window.TimestampedValue(chunk, chunk.event_time_ms / 1000.0)
+        yield TimestampedValue(chunk, chunk.event_time_ms / 1000.0)
 
 
 class DecodeAndValidate(beam.PTransform):

@@ -36,6 +36,7 @@ from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.events import H_CAPTURE_TIME_MS
@@ -361,11 +362,11 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
     def process(
         self,
         topic: str,
-        tracker: beam.DoFn.RestrictionParam = beam.DoFn.RestrictionParam(),
-        watermark: beam.DoFn.WatermarkEstimatorParam = beam.DoFn.WatermarkEstimatorParam(
+        tracker: Any = beam.DoFn.RestrictionParam(),
+        watermark: Any = beam.DoFn.WatermarkEstimatorParam(
             ManualWatermarkEstimator.default_provider()
         ),
-    ) -> Iterator[beam.window.TimestampedValue]:
+    ) -> Iterator[TimestampedValue]:
         from kafka import TopicPartition
 
         restriction: KafkaRestriction = tracker.current_restriction()
@@ -419,7 +420,7 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                     if done is not None and is_acked(done, rec.offset):
                         self.records_skipped.inc()  # durable before a restart: not replayed
                         continue
-                    yield beam.window.TimestampedValue(
+                    yield TimestampedValue(
                         KafkaRecord(
                             topic=rec.topic,
                             partition=rec.partition,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -72,9 +73,7 @@ def start_job_process(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]
 
 def kill_job_process(proc: subprocess.Popen[bytes]) -> None:
     """kill -9 the job and every process it started (Prism, SDK workers)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=30)
     time.sleep(0.5)

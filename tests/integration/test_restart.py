@@ -52,9 +52,10 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
         # Wait until the job has committed past some calls, while others are still streaming.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if sum(cp["frontier"] for cp in _checkpoints(out)) > 0 and len(
-                warehouse.final_calls(out)
-            ) >= 3:
+            if (
+                sum(cp["frontier"] for cp in _checkpoints(out)) > 0
+                and len(warehouse.final_calls(out)) >= 3
+            ):
                 break
             time.sleep(0.2)
         before_kill = {r["call_id"]: r for r in warehouse.final_calls(out)}
@@ -75,7 +76,9 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
         producer.close()
 
     assert killed_at < start_ms / 1000 + max(durations), "the stream ended before the kill"
-    assert set(rows) == set(expected), f"lost calls: {set(expected) - set(rows)}\n{log.read_text()[-3000:]}"
+    assert set(rows) == set(expected), (
+        f"lost calls: {set(expected) - set(rows)}\n{log.read_text()[-3000:]}"
+    )
     finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
     assert len(finals) == len(expected), "a call has more than one final row"
     for r in finals:

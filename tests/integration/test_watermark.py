@@ -27,7 +27,9 @@ def _on_time_chunks(out: Path) -> int:
     files = list((out / "_audit_on_time_chunks").glob("*.parquet"))
     if not files:
         return 0
-    rows = warehouse.query(f"SELECT sum(chunks) FROM read_parquet('{out}/_audit_on_time_chunks/*.parquet')")
+    rows = warehouse.query(
+        f"SELECT sum(chunks) FROM read_parquet('{out}/_audit_on_time_chunks/*.parquet')"
+    )
     return int(rows[0][0] or 0)
 
 
@@ -47,9 +49,7 @@ def test_lagging_partition_never_overtaken(
         for e in call_events(synthetic_call(cid, 6.0, seed=10 + i), t0 + 3000 + i * 300):
             plan.append((e.capture_time_ms, e._replace(end_of_call=False)))
     plan.sort(key=lambda x: x[0])
-    expected_chunks = {
-        cid: sum(1 for _, e in plan if e.call_id == cid) for cid in lagging + live
-    }
+    expected_chunks = {cid: sum(1 for _, e in plan if e.call_id == cid) for cid in lagging + live}
     producer = new_producer(kafka_bootstrap)
     backlog = [e for send_ms, e in plan if send_ms <= t0]
     rest = [(s, e) for s, e in plan if s > t0]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for callqa: a Python venv with the package and its dev tools, the
+# Kafka 4.4.0 jars (Maven Central), the Prism 2.77.0 runner (go install) and kcat (Debian).
+# Idempotent: a second run only checks. Needs python3 >= 3.11, java 17+, mvn, go.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+if ! command -v kcat >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  { $SUDO apt-get install -y -q kcat >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q kcat >/dev/null; }; } \
+    || echo "setup: could not install kcat (apt-get); the kcat test will fail" >&2
+fi
+.venv/bin/callqa kafka install
+.venv/bin/callqa prism >/dev/null
+echo "setup: ready (venv .venv, cache ${CALLQA_HOME:-$HOME/.cache/callqa})"
