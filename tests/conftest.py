@@ -6,6 +6,7 @@ started for the session (installed from Maven Central on first use) and stopped 
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +15,10 @@ from pathlib import Path
 import pytest
 
 from beam_jobs.services import KafkaBroker, create_topic, free_port, prism_binary, unique_name
+
+# Beam stops its Prism job servers from an atexit hook that logs after pytest closed the
+# streams; without this each run ends with "--- Logging error ---" tracebacks.
+logging.raiseExceptions = False
 
 
 @pytest.fixture(scope="session")

@@ -219,6 +219,7 @@ def _new_consumer(cfg: KafkaSourceConfig) -> Any:
         "auto_offset_reset": cfg.start_from,
         "max_poll_records": cfg.max_poll_records,
         "consumer_timeout_ms": int(cfg.poll_timeout_s * 1000),
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
         "request_timeout_ms": 30_000,
     }
     settings.update(dict(cfg.consumer_config))
@@ -396,7 +397,9 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                 max_records=self._cfg.max_poll_records,
             )
             if not batches:
-                break
+                if self._caught_up(topic, restriction.partitions, positions, stops):
+                    break
+                continue
             wall_ms = int(time.time() * 1000)
             for tp, records in batches.items():
                 for rec in records:
@@ -440,6 +443,23 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         if claimed and not bounded_done:  # else: done (check_done passes) or already split
             self._advance_watermark(topic, restriction.partitions, positions, progress, watermark)
             tracker.defer_remainder(Duration(seconds=0 if got_any else self._cfg.poll_timeout_s))
+
+    def _caught_up(
+        self,
+        topic: str,
+        partitions: tuple[int, ...],
+        positions: dict[int, int],
+        stops: dict[int, int] | None,
+    ) -> bool:
+        from kafka import TopicPartition
+
+        for p in partitions:
+            if stops is not None and positions[p] >= stops[p]:
+                continue
+            high = self._consumer.highwater(TopicPartition(topic, p))
+            if high is None or positions[p] < high:
+                return False
+        return True
 
     def _advance_watermark(
         self,
