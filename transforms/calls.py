@@ -33,7 +33,8 @@ class CallSummary(NamedTuple):
     audio_s: dict[str, float]  # per channel role, distinct chunks only
     chunk_count: int
     duplicates: tuple[ChunkFact, ...]  # repeated (channel, seq): the later offsets
-    missing: dict[str, tuple[int, ...]]  # per channel, seqs missing below its max seq
+    missing: dict[str, tuple[tuple[int, int], ...]]  # per channel, inclusive ranges of seqs
+    # missing below the channel's highest seq (ranges: one bogus seq=999999999 costs nothing)
     first_offset: int
     last_offset: int
     ended: bool  # an end-of-call marker was seen
@@ -87,7 +88,7 @@ def summarize(facts: Iterable[ChunkFact]) -> CallSummary:
     for (channel, seq), fact in seen.items():
         audio_s[channel] += fact.num_samples / fact.sample_rate_hz
         seqs[channel].add(seq)
-    missing = {ch: tuple(sorted(set(range(max(s) + 1)) - s)) for ch, s in sorted(seqs.items()) if s}
+    missing = {ch: missing_ranges(s) for ch, s in sorted(seqs.items())}
     return CallSummary(
         start_ms=min(f.event_time_ms for f in ordered),
         end_ms=max(fact_end_ms(f) for f in ordered),
@@ -101,17 +102,20 @@ def summarize(facts: Iterable[ChunkFact]) -> CallSummary:
     )
 
 
-def format_ranges(values: Sequence[int]) -> str:
-    """``[1, 2, 3, 7]`` → ``"1-3,7"``."""
-    out: list[str] = []
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        out.append(str(values[i]) if i == j else f"{values[i]}-{values[j]}")
-        i = j + 1
-    return ",".join(out)
+def missing_ranges(seen: Iterable[int]) -> tuple[tuple[int, int], ...]:
+    """Inclusive ranges of the numbers in ``0..max(seen)`` that are not in ``seen``."""
+    out: list[tuple[int, int]] = []
+    expected = 0
+    for seq in sorted(set(seen)):
+        if seq > expected:
+            out.append((expected, seq - 1))
+        expected = seq + 1
+    return tuple(out)
+
+
+def format_ranges(ranges: Sequence[tuple[int, int]]) -> str:
+    """``[(1, 3), (7, 7)]`` → ``"1-3,7"``."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def call_row(
@@ -129,7 +133,7 @@ def call_row(
         mixed_audio_s=summary.audio_s[ROLE_MIXED],
         chunk_count=summary.chunk_count,
         duplicate_chunks=len(summary.duplicates),
-        missing_seq_count=sum(len(m) for m in summary.missing.values()),
+        missing_seq_count=sum(b - a + 1 for m in summary.missing.values() for a, b in m),
         missing_seqs=";".join(f"{ch}:{format_ranges(m)}" for ch, m in summary.missing.items()),
         tenant=info.tenant,
         agent_id=info.agent_id,

@@ -6,6 +6,7 @@ dead letter with a stable ``reason`` code; nothing raises out of this stage.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Final
 
@@ -24,6 +25,7 @@ _NS: Final = "callqa.decode"
 #: Event times outside [2000-01-01, 2100-01-01) are producer bugs (seconds vs ms, unset clocks).
 _MIN_EVENT_MS: Final = 946_684_800_000
 _MAX_EVENT_MS: Final = 4_102_444_800_000
+_DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 class InvalidChunk(ValueError):
@@ -81,10 +83,10 @@ def _int(headers: dict[str, bytes], name: str, reason: str, lo: int, hi: int) ->
     text = _text(headers, name)
     if text is None:
         return None
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise InvalidChunk(reason, f"header {name}={text!r} is not an integer") from exc
+    # Contract: ASCII digits only, no leading zeros (int() would also take "+5", " 5", "1_0").
+    if not _DIGITS.fullmatch(text):
+        raise InvalidChunk(reason, f"header {name}={text!r} is not a plain decimal integer")
+    value = int(text)
     if not lo <= value < hi:
         raise InvalidChunk(reason, f"header {name}={value} is outside [{lo}, {hi})")
     return value
@@ -138,7 +140,8 @@ def parse_record(rec: KafkaRecord) -> AudioChunk:
     capture = _int(
         headers, events.H_CAPTURE_TIME_MS, "bad_capture_time", _MIN_EVENT_MS, _MAX_EVENT_MS
     )
-    eoc_text = _text(headers, events.H_END_OF_CALL) or "false"
+    eoc_text = _text(headers, events.H_END_OF_CALL)
+    eoc_text = "false" if eoc_text is None else eoc_text
     if eoc_text not in ("true", "false"):
         raise InvalidChunk("bad_end_of_call", f"end_of_call {eoc_text!r} is not true/false")
     end_of_call = eoc_text == "true"

@@ -26,10 +26,11 @@ backfills). Start position: the consumer group's committed offsets, else ``start
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.iobase import RestrictionProgress, RestrictionTracker
@@ -105,6 +106,10 @@ def event_time_ms(headers: tuple[tuple[str, bytes], ...], kafka_timestamp_ms: in
     return kafka_timestamp_ms
 
 
+#: Contribution of an empty, caught-up partition: it does not bound the minimum.
+LEFT_OUT: Final = math.inf
+
+
 def partition_watermark_ms(
     progress: PartitionProgress,
     position: int,
@@ -112,11 +117,11 @@ def partition_watermark_ms(
     now_ms: int,
     max_out_of_orderness_ms: int,
     idle_slack_ms: int,
-) -> int | None:
-    """Watermark contribution of one partition; None = holds the watermark; -1 = left out."""
+) -> float | None:
+    """Watermark contribution of one partition: ms, ``None`` (holds it) or ``LEFT_OUT``."""
     caught_up = high_watermark is not None and position >= high_watermark
     if progress.max_event_ms is None or progress.last_read_wall_ms is None:
-        return -1 if caught_up else None
+        return LEFT_OUT if caught_up else None
     wm = progress.max_event_ms - max_out_of_orderness_ms
     if caught_up:
         idle_wm = progress.max_event_ms + (now_ms - progress.last_read_wall_ms) - idle_slack_ms
@@ -124,12 +129,12 @@ def partition_watermark_ms(
     return wm
 
 
-def combined_watermark_ms(contributions: list[int | None]) -> int | None:
+def combined_watermark_ms(contributions: list[float | None]) -> int | None:
     """Minimum over partitions; None while any partition holds it or all are left out."""
-    if any(c is None for c in contributions):
+    if not contributions or any(c is None for c in contributions):
         return None
-    counted = [c for c in contributions if c is not None and c >= 0]
-    return min(counted) if counted else None
+    low = min(c for c in contributions if c is not None)
+    return None if low == LEFT_OUT else int(low)
 
 
 class KafkaRestrictionTracker(RestrictionTracker):

@@ -101,8 +101,11 @@ def write_rows_file(path: Path, table: Table, rows: list[Any]) -> None:
     columns = {name: [getattr(r, name) for r in rows] for name in table.record_type._fields}
     arrow = pa.Table.from_pydict(columns, schema=table.schema)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(arrow, tmp, compression="zstd")
-    os.replace(tmp, path)
+    try:
+        pq.write_table(arrow, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when the write or the rename failed
 
 
 class WriteRowFilesFn(beam.DoFn):

@@ -1,0 +1,246 @@
+"""``transforms/parquet_sink.py``: deterministic file names, idempotent atomic writes, acks."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import urllib.parse
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.util import assert_that, equal_to
+
+from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
+from schemas.tables import CALLS, DEAD_LETTERS
+from transforms.parquet_sink import (
+    WriteTable,
+    call_file,
+    day_partition,
+    dead_letter_ack,
+    dead_letter_file,
+    safe_name,
+    write_rows_file,
+)
+
+T0 = 1_764_072_000_000  # 2025-11-25T12:00:00Z
+LAST_MS_OF_DAY = 1_764_115_199_999  # 2025-11-25T23:59:59.999Z
+
+ROW = CallRow(
+    call_id="c-0001",
+    version=1,
+    is_final=True,
+    close_reason="inactivity",
+    start_ms=T0,
+    end_ms=T0 + 6_000,
+    agent_audio_s=3.2,
+    customer_audio_s=2.4,
+    mixed_audio_s=0.0,
+    chunk_count=56,
+    duplicate_chunks=1,
+    missing_seq_count=2,
+    missing_seqs="agent:3-4",
+    tenant="acme",
+    agent_id=None,
+    queue="billing",
+    language_hint=None,
+    source_topic="audio",
+    source_partition=2,
+    first_offset=100,
+    last_offset=160,
+)
+
+DECODE_LETTER = DeadLetter(
+    stage="decode",
+    reason="unknown_codec",
+    error_type="validation",
+    message="codec 'opus' is not one of ...",
+    topic="audio",
+    partition=1,
+    offset=7,
+    call_id="c-0001",
+    event_time_ms=T0,
+    payload_size_bytes=3200,
+)
+
+GAP_LETTER = DeadLetter(
+    stage="aggregate",
+    reason="seq_gap",
+    error_type="validation",
+    message="agent chunks never received: seq 3-4",
+    topic="audio",
+    partition=2,
+    offset=None,
+    call_id="c-0001",
+    event_time_ms=T0,
+    payload_size_bytes=None,
+)
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+def test_call_file_names() -> None:
+    assert call_file(ROW) == "dt=2025-11-25/c-0001.v1.final.parquet"
+    live = ROW._replace(version=0, is_final=False, close_reason="live")
+    assert call_file(live) == "dt=2025-11-25/c-0001.v0.live.o160.parquet"
+
+
+def test_call_file_is_a_function_of_the_row_key() -> None:
+    # Same key, other values (a replay that saw the same chunks): same file.
+    assert call_file(ROW._replace(chunk_count=99, end_ms=T0 + 1)) == call_file(ROW)
+    # A new version or a live row at another offset: another file.
+    assert call_file(ROW._replace(version=2)) != call_file(ROW)
+    live = ROW._replace(version=0, is_final=False)
+    assert call_file(live._replace(last_offset=161)) != call_file(live)
+    assert call_file(live) != call_file(ROW._replace(version=0))
+
+
+def test_day_partition_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: local time is already the 26th
+    time.tzset()
+    try:
+        assert day_partition(LAST_MS_OF_DAY) == "dt=2025-11-25"
+        assert day_partition(LAST_MS_OF_DAY + 1) == "dt=2025-11-26"
+        assert call_file(ROW._replace(start_ms=LAST_MS_OF_DAY + 1)).startswith("dt=2025-11-26/")
+        assert day_partition(0) == "dt=1970-01-01"
+        assert day_partition(None) == "dt=unknown"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("call_id", "name"),
+    [
+        ("c-0001_a", "c-0001_a"),
+        ("a/b c", "a%2Fb%20c"),
+        ("../etc", "..%2Fetc"),
+        ("100%", "100%25"),
+        ("通话-1", "%E9%80%9A%E8%AF%9D-1"),
+    ],
+)
+def test_safe_name_quotes_and_reverses(call_id: str, name: str) -> None:
+    assert safe_name(call_id) == name
+    assert urllib.parse.unquote(name) == call_id
+    assert "/" not in name
+
+
+def test_safe_name_hashes_long_ids() -> None:
+    at_limit = "x" * 120
+    assert safe_name(at_limit) == at_limit
+    assert safe_name(at_limit + "y") != at_limit + "y"
+    long_a = "x" * 130 + "a"
+    long_b = "x" * 130 + "b"
+    digest = hashlib.sha1(long_a.encode()).hexdigest()[:16]
+    assert safe_name(long_a) == "x" * 80 + "~" + digest
+    assert len(safe_name(long_a)) == 97
+    assert safe_name(long_a) != safe_name(long_b)
+    wide = "通" * 50  # 50 characters, 450 after quoting
+    assert safe_name(wide).startswith("%E9%80%9A" * 8)
+    assert len(safe_name(wide)) == 97
+
+
+def test_dead_letter_file_names() -> None:
+    assert dead_letter_file(DECODE_LETTER) == (
+        "dt=2025-11-25/audio.p1.o7.decode.unknown_codec.parquet"
+    )
+    digest = hashlib.sha1(repr(tuple(GAP_LETTER)).encode()).hexdigest()[:16]
+    assert dead_letter_file(GAP_LETTER) == (
+        f"dt=2025-11-25/aggregate.seq_gap.c-0001.{digest}.parquet"
+    )
+    assert dead_letter_file(GAP_LETTER) == dead_letter_file(GAP_LETTER._replace())
+    other_gap = GAP_LETTER._replace(message="customer chunks never received: seq 1")
+    assert dead_letter_file(other_gap) != dead_letter_file(GAP_LETTER)
+    no_time = DECODE_LETTER._replace(event_time_ms=None)
+    assert dead_letter_file(no_time).startswith("dt=unknown/")
+
+
+def test_dead_letter_ack() -> None:
+    assert dead_letter_ack(DECODE_LETTER) == OffsetAck("audio", 1, ((7, 8),))
+    too_late = DECODE_LETTER._replace(stage="aggregate", reason="too_late", offset=40)
+    assert dead_letter_ack(too_late) == OffsetAck("audio", 1, ((40, 41),))
+    duplicate = DECODE_LETTER._replace(stage="aggregate", reason="duplicate_seq")
+    assert dead_letter_ack(duplicate) is None  # acknowledged with its call
+    assert dead_letter_ack(GAP_LETTER) is None
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def test_write_then_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "calls" / call_file(ROW)
+    write_rows_file(path, CALLS, [ROW])
+    table = pq.read_table(path)
+    assert table.schema.equals(CALLS.schema, check_metadata=True)
+    assert [CallRow(**r) for r in table.to_pylist()] == [ROW]
+
+
+def test_writing_the_same_row_twice_leaves_one_identical_file(tmp_path: Path) -> None:
+    path = tmp_path / "calls" / call_file(ROW)
+    write_rows_file(path, CALLS, [ROW])
+    first = path.read_bytes()
+    write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
+    assert all_files(tmp_path) == ["calls/dt=2025-11-25/c-0001.v1.final.parquet"]
+    assert path.read_bytes() == first
+
+
+def test_dead_letter_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "dead_letters" / dead_letter_file(GAP_LETTER)
+    write_rows_file(path, DEAD_LETTERS, [GAP_LETTER])
+    assert [DeadLetter(**r) for r in pq.read_table(path).to_pylist()] == [GAP_LETTER]
+
+
+def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
+    bad = ROW._replace(chunk_count="many")  # not an int64
+    path = tmp_path / "calls" / call_file(bad)
+    with pytest.raises(Exception):  # noqa: B017 - pyarrow's own conversion error
+        write_rows_file(path, CALLS, [bad])
+    assert all_files(tmp_path) == []
+
+
+def test_a_write_that_fails_midway_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_write(table: object, where: Path, **kwargs: object) -> None:
+        Path(where).write_bytes(b"PAR1 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("transforms.parquet_sink.pq.write_table", failing_write)
+    with pytest.raises(OSError):
+        write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
+    assert all_files(tmp_path) == []
+
+
+def test_write_table_pipeline(tmp_path: Path) -> None:
+    live = ROW._replace(version=0, is_final=False, close_reason="live", last_offset=150)
+    ack = OffsetAck("audio", 2, ((100, 161),))
+    p = beam.Pipeline()
+    rows = p | "Rows" >> beam.Create(
+        [RowWithAck(ROW, None), RowWithAck(ROW, ack), RowWithAck(live, None)]
+    )
+    letters = p | "Letters" >> beam.Create([DECODE_LETTER, GAP_LETTER])
+    call_acks = rows | "Calls" >> WriteTable(CALLS, str(tmp_path))
+    letter_acks = letters | "DeadLetters" >> WriteTable(DEAD_LETTERS, str(tmp_path))
+    assert_that(call_acks, equal_to([ack]), label="call_acks")
+    assert_that(letter_acks, equal_to([OffsetAck("audio", 1, ((7, 8),))]), label="letter_acks")
+    result = p.run()
+    result.wait_until_finish()
+
+    assert all_files(tmp_path) == [
+        "calls/dt=2025-11-25/c-0001.v0.live.o150.parquet",
+        "calls/dt=2025-11-25/c-0001.v1.final.parquet",
+        f"dead_letters/{dead_letter_file(GAP_LETTER)}",
+        "dead_letters/dt=2025-11-25/audio.p1.o7.decode.unknown_codec.parquet",
+    ]  # no temp files
+    final = pq.read_table(tmp_path / "calls" / call_file(ROW)).to_pylist()
+    assert [CallRow(**r) for r in final] == [ROW]
+    query = result.metrics().query(MetricsFilter().with_namespace("callqa.sink"))
+    counters = {c.key.metric.name: c.committed for c in query["counters"]}
+    assert counters == {"calls_files_written": 3, "dead_letters_files_written": 2}

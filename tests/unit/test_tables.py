@@ -1,0 +1,92 @@
+"""GOLDEN: the warehouse schemas. A change here is a contract change: bump TABLE_VERSION and
+tell the consumers, then update this file."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyarrow as pa
+import pytest
+
+from schemas.records import CallRow, DeadLetter
+from schemas.tables import CALLS, DEAD_LETTERS, TABLE_VERSION, TABLES, arrow_schema
+
+CALLS_COLUMNS = [
+    ("call_id", "string", False),
+    ("version", "int64", False),
+    ("is_final", "bool", False),
+    ("close_reason", "string", False),
+    ("start_ms", "int64", False),
+    ("end_ms", "int64", False),
+    ("agent_audio_s", "double", False),
+    ("customer_audio_s", "double", False),
+    ("mixed_audio_s", "double", False),
+    ("chunk_count", "int64", False),
+    ("duplicate_chunks", "int64", False),
+    ("missing_seq_count", "int64", False),
+    ("missing_seqs", "string", False),
+    ("tenant", "string", True),
+    ("agent_id", "string", True),
+    ("queue", "string", True),
+    ("language_hint", "string", True),
+    ("source_topic", "string", False),
+    ("source_partition", "int64", False),
+    ("first_offset", "int64", False),
+    ("last_offset", "int64", False),
+]
+
+DEAD_LETTERS_COLUMNS = [
+    ("stage", "string", False),
+    ("reason", "string", False),
+    ("error_type", "string", False),
+    ("message", "string", False),
+    ("topic", "string", True),
+    ("partition", "int64", True),
+    ("offset", "int64", True),
+    ("call_id", "string", True),
+    ("event_time_ms", "int64", True),
+    ("payload_size_bytes", "int64", True),
+]
+
+
+def columns(schema: pa.Schema) -> list[tuple[str, str, bool]]:
+    return [(f.name, str(f.type), f.nullable) for f in schema]
+
+
+def test_calls_schema_is_pinned() -> None:
+    assert columns(CALLS.schema) == CALLS_COLUMNS
+    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"1"}
+    assert (CALLS.name, CALLS.record_type) == ("calls", CallRow)
+
+
+def test_dead_letters_schema_is_pinned() -> None:
+    assert columns(DEAD_LETTERS.schema) == DEAD_LETTERS_COLUMNS
+    assert DEAD_LETTERS.schema.metadata == {
+        b"callqa.table": b"dead_letters",
+        b"callqa.version": b"1",
+    }
+    assert (DEAD_LETTERS.name, DEAD_LETTERS.record_type) == ("dead_letters", DeadLetter)
+
+
+def test_table_version_and_registry() -> None:
+    assert TABLE_VERSION == "1"
+    assert [t.name for t in TABLES] == ["calls", "dead_letters"]
+
+
+def test_schema_follows_the_record_fields() -> None:
+    # Derived, never typed twice: the columns are the record's fields, in order.
+    assert CALLS.schema.names == list(CallRow._fields)
+    assert DEAD_LETTERS.schema.names == list(DeadLetter._fields)
+
+
+def test_unmappable_fields_are_refused() -> None:
+    class TwoTypes(NamedTuple):
+        x: int | str
+
+    class Listy(NamedTuple):
+        x: list[int]
+
+    with pytest.raises(TypeError, match="only Optional"):
+        arrow_schema(TwoTypes, "t")
+    with pytest.raises(TypeError, match="no Arrow type"):
+        arrow_schema(Listy, "t")
