@@ -96,7 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
     logging.getLogger("kafka").setLevel(logging.ERROR)
     if argv and argv[0] == "run":  # everything after `run` belongs to Beam's option parser
-        return _run(argv[1:])
+        try:
+            return _run(argv[1:])
+        except (RuntimeError, ValueError) as exc:
+            print(f"callqa: error: {exc}", file=sys.stderr)
+            return 2
     if argv[:2] == ["bench", "ingest"]:
         from beam_jobs.bench import main as bench_main
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -60,9 +61,40 @@ def make_pipeline(argv: Sequence[str]) -> tuple[beam.Pipeline, JobConfig]:
     return p, cfg
 
 
+def preflight(cfg: JobConfig) -> None:
+    """Fail before submitting, with one sentence, when the broker, topic or output is unusable."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=cfg.source.bootstrap_servers.split(","), request_timeout_ms=10_000
+        )
+    except (KafkaError, OSError, ValueError) as exc:
+        raise RuntimeError(
+            f"cannot reach Kafka at {cfg.source.bootstrap_servers} ({exc}); start it "
+            "(callqa kafka start) or pass --kafka_bootstrap_servers"
+        ) from exc
+    try:
+        if cfg.source.topic not in admin.list_topics():
+            raise RuntimeError(
+                f"Kafka topic {cfg.source.topic!r} does not exist on "
+                f"{cfg.source.bootstrap_servers}; create it (callqa kafka create-topic "
+                f"--topic {cfg.source.topic}) or pass --kafka_topic"
+            )
+    finally:
+        admin.close()
+    for path in filter(None, (cfg.output_dir, cfg.source.checkpoint_dir)):
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RuntimeError(f"cannot create {path}: {exc.strerror}") from exc
+
+
 def run(argv: Sequence[str]) -> None:
-    """Parse, build, run until the job ends (bounded) or is cancelled (streaming)."""
+    """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming)."""
     p, cfg = make_pipeline(argv)
+    preflight(cfg)
     _LOG.info("callqa job: topic %s → %s", cfg.source.topic, cfg.output_dir)
     result = p.run()
     result.wait_until_finish()
