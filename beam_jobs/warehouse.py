@@ -19,7 +19,9 @@ def _has_files(root: str | Path, table: str) -> bool:
 
 
 def _relation(sql: str) -> Any:
-    rel = _relation(sql)
+    import duckdb
+
+    rel = duckdb.sql(sql)
     if rel is None:
         raise ValueError(f"not a query: {sql}")
     return rel
