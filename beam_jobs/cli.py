@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # Beam warns about optional GCP clients
         handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
     if argv and argv[0] == "run":  # everything after `run` belongs to Beam's option parser
         try:
             return _run(argv[1:])

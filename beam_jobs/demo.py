@@ -8,6 +8,8 @@ cancels the job and prints a summary read back from the Parquet output with Duck
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import shutil
 import time
@@ -72,9 +74,13 @@ def run_demo(output_dir: str, n_calls: int, call_s: float) -> int:
         rows = warehouse.wait_for_final_calls(out, [c.call_id for c in calls], timeout_s=120)
         t_final = time.time()
     finally:
-        # Cancelling tears the in-process SDK worker down mid-bundle; its errors are expected.
-        logging.getLogger("apache_beam.runners.worker").setLevel(logging.CRITICAL)
-        result.cancel()
+        # Cancelling tears the in-process SDK worker down mid-bundle: it prints the aborted
+        # bundles' tracebacks to stderr. They are expected; keep them off the demo's output.
+        for name in ("apache_beam.runners.worker", "PrismRunner"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        with contextlib.redirect_stderr(io.StringIO()):
+            result.cancel()
+            time.sleep(2)
     print(f"[5/5] job cancelled; last final row {t_final - t_produced:.1f} s after the last chunk")
     print()
     print(
@@ -93,6 +99,7 @@ def run_demo(output_dir: str, n_calls: int, call_s: float) -> int:
     for dl in dls:
         print(f"  dead letter [{dl['stage']}/{dl['reason']}] key={dl['call_id']}: {dl['message']}")
     print()
+    print("Kafka keeps running for the next run: `callqa kafka stop` stops it.")
     print("Query it:  duckdb -c \"SELECT * FROM read_parquet('" + str(out) +
           "/calls/*/*.parquet', hive_partitioning=true) WHERE is_final\"")  # fmt: skip
     return 0 if len(rows) == n_calls else 1
