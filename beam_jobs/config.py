@@ -95,6 +95,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             live_interval_s=o.live_interval_s,
             allowed_lateness_s=o.allowed_lateness_s,
             correction_delay_s=o.correction_delay_s,
+            marker_waits_for_watermark=o.bounded,
         ),
         output_dir=o.output_dir,
         streaming=streaming,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,22 @@ from beam_jobs.services import KafkaBroker, create_topic, free_port, prism_binar
 # Beam stops its Prism job servers from an atexit hook that logs after pytest closed the
 # streams; without this each run ends with "--- Logging error ---" tracebacks.
 logging.raiseExceptions = False
+_default_excepthook = threading.excepthook
+
+
+def _quiet_cancelled_workers(args: threading.ExceptHookArgs) -> None:
+    """SDK worker threads of a cancelled job die on a closed gRPC stream: not a test failure."""
+    import grpc
+
+    if isinstance(args.exc_value, grpc.RpcError) and args.exc_value.code() in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+    ):
+        return
+    _default_excepthook(args)
+
+
+threading.excepthook = _quiet_cancelled_workers
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,10 @@ class AggregationConfig:
     allowed_lateness_s: float = 300.0
     correction_delay_s: float = 2.0
     tombstone_ttl_s: float = 3600.0
+    #: False (streaming): the end-of-call marker closes the call at once (Kafka keeps a call's
+    #: chunks in order). True (bounded runs): close when the watermark passes the marker, since
+    #: a batch runner may deliver a key's elements in any order.
+    marker_waits_for_watermark: bool = False
 
     def __post_init__(self) -> None:
         for name in ("inactivity_gap_s", "allowed_lateness_s", "tombstone_ttl_s"):
@@ -83,6 +87,7 @@ class CallMeta(NamedTuple):
     versions: int  # final rows emitted so far
     late_pending: bool  # late chunks absorbed since the last final row
     last_reason: str  # close reason of the last final row
+    marker_seen: bool = False  # end-of-call marker read, waiting for the watermark
 
 
 def _ts(ms: int) -> Timestamp:
@@ -139,10 +144,12 @@ class AggregateCallFn(beam.DoFn):
                 wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.live_interval_s))
         if meta.status == OPEN:
             meta = meta._replace(max_end_ms=max(meta.max_end_ms, fact_end_ms(fact)))
-            if chunk.end_of_call:
+            if chunk.end_of_call and not self._cfg.marker_waits_for_watermark:
                 meta = yield from self._finalize(meta, facts, event_timer, "end_of_call")
             else:
-                event_timer.set(_ts(meta.max_end_ms + self._gap_ms()))
+                meta = meta._replace(marker_seen=meta.marker_seen or chunk.end_of_call)
+                wait_ms = 0 if meta.marker_seen else self._gap_ms()
+                event_timer.set(_ts(meta.max_end_ms + wait_ms))
         else:  # CLOSED: a late chunk; a corrected version follows shortly
             self.chunks_late.inc()
             meta = meta._replace(late_pending=True)
@@ -185,7 +192,8 @@ class AggregateCallFn(beam.DoFn):
         if meta is None:
             return
         if meta.status == OPEN:
-            meta = yield from self._finalize(meta, facts, event_timer, "inactivity")
+            reason = "end_of_call" if meta.marker_seen else "inactivity"
+            meta = yield from self._finalize(meta, facts, event_timer, reason)
             meta_state.write(meta)
         elif meta.status == CLOSED:
             if meta.late_pending:  # the correction must not be lost to expiry

@@ -506,3 +506,39 @@ def test_batch_run_counts_calls() -> None:
 def test_config_rejects_bad_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         AggregationConfig(**kwargs)
+
+
+def test_bounded_runs_close_on_the_marker_only_once_the_watermark_passes_it() -> None:
+    # A batch runner may hand a key's chunks over in any order: the marker (offset 2) comes
+    # first here. With marker_waits_for_watermark the call still closes once, whole.
+    cfg = AggregationConfig(
+        inactivity_gap_s=5, live_interval_s=0, allowed_lateness_s=60, correction_delay_s=1,
+        tombstone_ttl_s=600, marker_waits_for_watermark=True,
+    )  # fmt: skip
+    stream = (
+        BeamTestStream()
+        .add_elements(stamped(chunk(2, 200, end_of_call=True)))
+        .add_elements(stamped(chunk(0, 0), chunk(1, 100)))
+        .advance_watermark_to(wm(PAST_EXPIRY_MS))
+        .advance_watermark_to_infinity()
+    )
+    final = (1, True, "end_of_call", 3, 0, 300, 2)
+    run_stream(stream, cfg, [(*final, None), (*final, ("audio", 2, ((0, 3),)))], [])
+
+
+def test_streaming_closes_at_the_marker_at_once() -> None:
+    # Without it (the streaming default) the same order closes at the marker: a premature
+    # final, corrected by version 2 once the earlier chunks arrive.
+    stream = (
+        BeamTestStream()
+        .add_elements(stamped(chunk(2, 200, end_of_call=True)))
+        .add_elements(stamped(chunk(0, 0), chunk(1, 100)))
+        .advance_watermark_to(wm(PAST_EXPIRY_MS))
+        .advance_watermark_to_infinity()
+    )
+    rows = [
+        (1, True, "end_of_call", 1, 200, 300, 2, None),
+        (2, True, "late_correction", 3, 0, 300, 2, None),
+        (2, True, "late_correction", 3, 0, 300, 2, ("audio", 2, ((0, 3),))),
+    ]
+    run_stream(stream, CFG, rows, [("aggregate", "seq_gap", CALL, None)])  # seen at v1
