@@ -248,7 +248,7 @@ def _too_late(chunk: AudioChunk, meta: CallMeta) -> DeadLetter:
         offset=chunk.offset,
         call_id=chunk.call_id,
         event_time_ms=chunk.event_time_ms,
-        payload_size_bytes=len(chunk.pcm),
+        payload_size_bytes=2 * chunk.num_samples * chunk.channels,  # decoded 16-bit PCM
     )
 
 
@@ -262,8 +262,12 @@ class AggregateCalls(beam.PTransform):
     def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.pvalue.DoOutputsTuple:
         return (
             chunks
+            # The audio is not needed here: dropping it before the shuffle to the keyed state
+            # cuts what crosses the runner ~30x (a 100 ms chunk is 3.2 kB of PCM).
             | "KeyByCall"
-            >> beam.Map(lambda c: (c.call_id, c)).with_output_types(tuple[str, AudioChunk])
+            >> beam.Map(lambda c: (c.call_id, c._replace(pcm=b""))).with_output_types(
+                tuple[str, AudioChunk]
+            )
             | "AggregateCall"
             >> beam.ParDo(AggregateCallFn(self._cfg)).with_outputs(DEAD_LETTER_TAG, main="rows")
         )
