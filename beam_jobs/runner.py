@@ -18,8 +18,11 @@ def runner_options(argv: list[str]) -> list[str]:
     if runner is None:
         args.append("--runner=PrismRunner")
         runner = "PrismRunner"
-    if runner in ("PrismRunner", "prism") and not any(
-        a.startswith("--prism_location") for a in args
-    ):
-        args.append(f"--prism_location={prism_binary()}")
+    if runner in ("PrismRunner", "prism"):
+        if not any(a.startswith("--prism_location") for a in args):
+            args.append(f"--prism_location={prism_binary()}")
+        # Beam shares one Prism server per process, created with the options of whichever
+        # pipeline came first (a DirectRunner delegating to Prism without a location, say).
+        # A job of ours gets its own, started from its own binary.
+        args.append("--experiments=disable_prism_server_singleton")
     return args

@@ -407,41 +407,43 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                 continue
             wall_ms = int(time.time() * 1000)
             for tp, records in batches.items():
-                for rec in records:
-                    if stops is not None and rec.offset >= stops[tp.partition]:
-                        self._consumer.pause(tp)
-                        break
-                    ev = event_time_ms(tuple(rec.headers or ()), rec.timestamp)
-                    if not tracker.try_claim((tp.partition, rec.offset, ev, wall_ms)):
-                        claimed = False
-                        break
-                    got_any = True
-                    positions[tp.partition] = rec.offset + 1
-                    self._expected[tp.partition] = rec.offset + 1
-                    old = progress[tp.partition]
-                    progress[tp.partition] = PartitionProgress(
-                        ev if old.max_event_ms is None else max(old.max_event_ms, ev), wall_ms
-                    )
-                    self.records_read.inc()
-                    self.bytes_read.inc(len(rec.value or b""))
-                    done = done_before.get(tp.partition)
+                part = tp.partition
+                if stops is not None and records[-1].offset >= stops[part]:
+                    records = [r for r in records if r.offset < stops[part]]
+                    self._consumer.pause(tp)
+                    if not records:
+                        continue
+                events = [event_time_ms(tuple(r.headers or ()), r.timestamp) for r in records]
+                # One claim per partition batch (claiming offset o claims everything up to o),
+                # made before anything of the batch is emitted.
+                last = records[-1].offset
+                if not tracker.try_claim((part, last, max(events), wall_ms)):
+                    claimed = False
+                    break
+                got_any = True
+                positions[part] = self._expected[part] = last + 1
+                old = progress[part]
+                top = max(events) if old.max_event_ms is None else max(old.max_event_ms, *events)
+                progress[part] = PartitionProgress(top, wall_ms)
+                self.records_read.inc(len(records))
+                self.bytes_read.inc(sum(len(r.value or b"") for r in records))
+                done = done_before.get(part)
+                for rec, ev in zip(records, events, strict=True):
                     if done is not None and is_acked(done, rec.offset):
                         self.records_skipped.inc()  # durable before a restart: not replayed
                         continue
                     yield TimestampedValue(
                         KafkaRecord(
                             topic=rec.topic,
-                            partition=rec.partition,
+                            partition=part,
                             offset=rec.offset,
                             key=rec.key,
                             value=rec.value,
-                            headers=tuple((k, bytes(v)) for k, v in (rec.headers or ())),
+                            headers=tuple(rec.headers or ()),
                             timestamp_ms=rec.timestamp,
                         ),
                         Timestamp(micros=ev * 1000),
                     )
-                if not claimed:
-                    break
         bounded_done = stops is not None and all(
             positions[p] >= stops[p] for p in restriction.partitions
         )

@@ -9,6 +9,7 @@ import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.producer import encode
@@ -325,7 +326,7 @@ def test_decode_pipeline_outputs_dead_letters_and_counters() -> None:
     eoc = record(offset=2, value=b"", end_of_call=b"true", seq=b"4")
     bad_codec = record(offset=3, codec=b"opus")
     bad_key = record(offset=4, key=b"\xff")
-    p = beam.Pipeline()
+    p = beam.Pipeline(runner=FnApiRunner())  # in-process; never the download-prone default
     out = p | beam.Create([good, eoc, bad_codec, bad_key]) | DecodeAndValidate()
 
     class WithTimestamp(beam.DoFn):

@@ -11,6 +11,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
@@ -221,7 +222,7 @@ def test_a_write_that_fails_midway_leaves_no_temp_file(
 def test_write_table_pipeline(tmp_path: Path) -> None:
     live = ROW._replace(version=0, is_final=False, close_reason="live", last_offset=150)
     ack = OffsetAck("audio", 2, ((100, 161),))
-    p = beam.Pipeline()
+    p = beam.Pipeline(runner=FnApiRunner())  # in-process; never the download-prone default
     rows = p | "Rows" >> beam.Create(
         [RowWithAck(ROW, None), RowWithAck(ROW, ack), RowWithAck(live, None)]
     )
