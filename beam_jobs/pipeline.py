@@ -37,15 +37,15 @@ def build_pipeline(
         records = p | "ReadAudioChunks" >> ReadAudioChunks(cfg.source)
     decoded = records | "DecodeAndValidate" >> DecodeAndValidate()
     aggregated = decoded.chunks | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
-    call_acks = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
-    dead_letter_acks = (
-        (decoded.dead_letter, aggregated.dead_letter)
+    calls = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
+    dead_letters = (
+        (decoded.dead_letter, aggregated.dead_letter, calls.dead_letter)
         | "FlattenDeadLetters" >> beam.Flatten()
         | "WriteDeadLetters" >> WriteTable(DEAD_LETTERS, cfg.output_dir)
     )
     if cfg.commit is not None:
         _ = (
-            (call_acks, dead_letter_acks)
+            (calls.acks, dead_letters.acks)
             | "FlattenAcks" >> beam.Flatten()
             | "CommitOffsets" >> CommitOffsets(cfg.commit)
         )

@@ -11,6 +11,7 @@ The machine-readable form of this contract is ``audio_chunk.v1.schema.json`` bes
 
 from __future__ import annotations
 
+import re
 from typing import Final, NamedTuple
 
 SCHEMA_VERSION: Final = "1"
@@ -53,6 +54,23 @@ KNOWN_HEADERS: Final = frozenset(REQUIRED_HEADERS + OPTIONAL_HEADERS)
 #: Language hints a producer may send; anything else is rejected at validation.
 LANGUAGE_HINTS: Final = ("zh", "en", "zh-en", "auto")
 MAX_CALL_ID_BYTES: Final = 128
+#: Integer header values: plain ASCII decimal, no sign, no leading zeros (int() would also
+#: take "+5", " 5", "1_0" and non-ASCII digits).
+DECIMAL: Final = re.compile(r"0|[1-9][0-9]{0,17}")
+#: Event times outside [2000-01-01, 2100-01-01) are producer bugs (seconds vs ms vs µs).
+MIN_EVENT_MS: Final = 946_684_800_000
+MAX_EVENT_MS: Final = 4_102_444_800_000
+
+
+def parse_capture_time_ms(raw: bytes | str | None) -> int | None:
+    """A ``capture_time_ms`` header value as epoch ms, or None when it breaks the contract."""
+    if raw is None:
+        return None
+    text = raw.decode("ascii", errors="replace") if isinstance(raw, bytes) else raw
+    if not DECIMAL.fullmatch(text):
+        return None
+    value = int(text)
+    return value if MIN_EVENT_MS <= value < MAX_EVENT_MS else None
 
 
 class AudioChunkEvent(NamedTuple):

@@ -115,8 +115,19 @@ class OffsetAck(NamedTuple):
     ranges: tuple[tuple[int, int], ...]  # [start, end) offset ranges, sorted, disjoint
 
 
+class Checkpoint(NamedTuple):
+    """A partition's restart position: start at ``frontier``, skip offsets in ``acked``."""
+
+    frontier: int  # every offset below is done
+    acked: tuple[tuple[int, int], ...]  # [start, end) ranges above the frontier, also done
+
+
 class RowWithAck(NamedTuple):
-    """A row for a sink plus the offsets to acknowledge once that row is written."""
+    """A row for a sink plus the offsets to acknowledge once that row is written.
+
+    One ack per source partition: a call's chunks normally share one, but producers with
+    different partitioners (kcat's CRC32, kafka-python's murmur2) can split a key.
+    """
 
     row: CallRow
-    ack: OffsetAck | None
+    acks: tuple[OffsetAck, ...] = ()

@@ -165,7 +165,7 @@ class AggregateCallFn(beam.DoFn):
             self.calls_finalized.inc()
         else:
             self.rows_corrected.inc()
-        yield RowWithAck(call_row(meta.info, summary, version, True, reason), None)
+        yield RowWithAck(call_row(meta.info, summary, version, True, reason))
         if version == 1:
             for dl in sequence_dead_letters(meta.info, summary, STAGE):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
@@ -202,10 +202,14 @@ class AggregateCallFn(beam.DoFn):
             # acknowledge the call's offsets with it, so they are committed only once it is durable.
             all_facts = list(facts.read())
             last = call_row(meta.info, summarize(all_facts), meta.versions, True, meta.last_reason)
-            ack = OffsetAck(
-                meta.info.topic, meta.info.partition, offsets_to_ranges(f.offset for f in all_facts)
+            by_partition: dict[int, list[int]] = {}
+            for f in all_facts:
+                by_partition.setdefault(f.partition, []).append(f.offset)
+            acks = tuple(
+                OffsetAck(meta.info.topic, part, offsets_to_ranges(offsets))
+                for part, offsets in sorted(by_partition.items())
             )
-            yield RowWithAck(last, ack)
+            yield RowWithAck(last, acks)
             facts.clear()
             wall_timer.clear()
             meta_state.write(meta._replace(status=EXPIRED))
@@ -227,7 +231,7 @@ class AggregateCallFn(beam.DoFn):
         if meta.status == OPEN:
             self.rows_live.inc()
             row = call_row(meta.info, summarize(facts.read()), meta.versions, False, "live")
-            yield RowWithAck(row, None)
+            yield RowWithAck(row)
             wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.live_interval_s))
         elif meta.status == CLOSED and meta.late_pending:
             meta = yield from self._finalize(meta, facts, event_timer, "late_correction")

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
@@ -33,17 +33,10 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.records import OffsetAck
+from schemas.records import Checkpoint, OffsetAck
 
 _NS: Final = "callqa.commit"
 Ranges = tuple[tuple[int, int], ...]
-
-
-class Checkpoint(NamedTuple):
-    """A partition's restart position: start at ``frontier``, skip offsets in ``acked``."""
-
-    frontier: int
-    acked: Ranges
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
@@ -91,9 +84,14 @@ def read_checkpoint(
     path = checkpoint_path(checkpoint_dir, topic, group_id, partition)
     try:
         data = json.loads(path.read_text())
+        return Checkpoint(int(data["frontier"]), tuple((int(s), int(e)) for s, e in data["acked"]))
     except FileNotFoundError:
         return None
-    return Checkpoint(int(data["frontier"]), tuple((int(s), int(e)) for s, e in data["acked"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RuntimeError(
+            f"checkpoint {path} is damaged ({exc!r}); restore it from backup, or delete it to "
+            "restart this partition from the group's committed offset (which replays more)"
+        ) from exc
 
 
 def write_checkpoint(
@@ -205,7 +203,8 @@ class TrackOffsetsFn(beam.DoFn):
         Metrics.gauge(_NS, f"frontier_p{partition}").set(cp.frontier)
         try:
             self._consumer.commit(
-                {TopicPartition(topic, partition): OffsetAndMetadata(cp.frontier, "", -1)}
+                {TopicPartition(topic, partition): OffsetAndMetadata(cp.frontier, "", -1)},
+                timeout_ms=10_000,
             )
         except Exception as exc:  # noqa: BLE001 - the checkpoint file is authoritative
             Metrics.counter(_NS, "kafka_commit_errors").inc()
@@ -226,5 +225,5 @@ class CommitOffsets(beam.PTransform):
         return (
             acks
             | "KeyByPartition" >> beam.Map(lambda a: (f"{a.topic}:{a.partition}", a))
-            | "TrackOffsets" >> beam.ParDo(TrackOffsetsFn(self._cfg))
+            | "TrackOffsets" >> beam.ParDo(TrackOffsetsFn(self._cfg)).with_output_types(Checkpoint)
         )

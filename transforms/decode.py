@@ -6,7 +6,6 @@ dead letter with a stable ``reason`` code; nothing raises out of this stage.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Final
 
@@ -21,11 +20,6 @@ from schemas.records import AudioChunk, DeadLetter, KafkaRecord
 STAGE: Final = "decode"
 DEAD_LETTER_TAG: Final = "dead_letter"
 _NS: Final = "callqa.decode"
-
-#: Event times outside [2000-01-01, 2100-01-01) are producer bugs (seconds vs ms, unset clocks).
-_MIN_EVENT_MS: Final = 946_684_800_000
-_MAX_EVENT_MS: Final = 4_102_444_800_000
-_DIGITS: Final = re.compile(r"0|[1-9][0-9]{0,17}")
 
 
 class InvalidChunk(ValueError):
@@ -84,7 +78,7 @@ def _int(headers: dict[str, bytes], name: str, reason: str, lo: int, hi: int) ->
     if text is None:
         return None
     # Contract: ASCII digits only, no leading zeros (int() would also take "+5", " 5", "1_0").
-    if not _DIGITS.fullmatch(text):
+    if not events.DECIMAL.fullmatch(text):
         raise InvalidChunk(reason, f"header {name}={text!r} is not a plain decimal integer")
     value = int(text)
     if not lo <= value < hi:
@@ -138,7 +132,11 @@ def parse_record(rec: KafkaRecord) -> AudioChunk:
     if n_channels == 2 and channel != audio.ROLE_MIXED:
         raise InvalidChunk("bad_channels", "2-channel payloads are only allowed with channel=mixed")
     capture = _int(
-        headers, events.H_CAPTURE_TIME_MS, "bad_capture_time", _MIN_EVENT_MS, _MAX_EVENT_MS
+        headers,
+        events.H_CAPTURE_TIME_MS,
+        "bad_capture_time",
+        events.MIN_EVENT_MS,
+        events.MAX_EVENT_MS,
     )
     eoc_text = _text(headers, events.H_END_OF_CALL)
     eoc_text = "false" if eoc_text is None else eoc_text

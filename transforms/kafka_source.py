@@ -40,9 +40,9 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.events import H_CAPTURE_TIME_MS
+from schemas.events import H_CAPTURE_TIME_MS, parse_capture_time_ms
 from schemas.records import KafkaRecord
-from transforms.commit import Checkpoint, is_acked, read_checkpoint, write_checkpoint
+from transforms.commit import Checkpoint, advance, is_acked, read_checkpoint, write_checkpoint
 
 _LOG = logging.getLogger(__name__)
 _NS = "callqa.source"
@@ -95,14 +95,13 @@ class KafkaRestriction(NamedTuple):
 def event_time_ms(headers: tuple[tuple[str, bytes], ...], kafka_timestamp_ms: int) -> int:
     """The chunk's event time: its ``capture_time_ms`` header, else the Kafka CreateTime.
 
-    A malformed header falls back too; ``DecodeAndValidate`` dead-letters such a record.
+    A malformed or out-of-range header falls back too (it must not drag the watermark to year
+    57,000 or to 1970); ``DecodeAndValidate`` dead-letters such a record.
     """
     for name, value in headers:
         if name == H_CAPTURE_TIME_MS:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                break
+            parsed = parse_capture_time_ms(value)
+            return kafka_timestamp_ms if parsed is None else parsed
     return kafka_timestamp_ms
 
 
@@ -123,9 +122,8 @@ def partition_watermark_ms(
     if progress.max_event_ms is None or progress.last_read_wall_ms is None:
         return LEFT_OUT if caught_up else None
     wm = progress.max_event_ms - max_out_of_orderness_ms
-    if caught_up:
-        idle_wm = progress.max_event_ms + (now_ms - progress.last_read_wall_ms) - idle_slack_ms
-        wm = max(wm, idle_wm)
+    if caught_up:  # quiet for longer than the slack: event time moves on with the wall clock
+        wm += max(0, now_ms - progress.last_read_wall_ms - idle_slack_ms)
     return wm
 
 
@@ -262,6 +260,8 @@ class _KafkaRestrictionProvider(RestrictionProvider):
             skip: list[tuple[tuple[int, int], ...]] = []
             for tp in tps:
                 cp = self._checkpoint(element, tp.partition)
+                if cp is not None and begin[tp] > cp.frontier:
+                    cp = self._skip_retained(element, tp.partition, cp, begin[tp])
                 committed = consumer.committed(tp)
                 if cp is not None:
                     position = max(cp.frontier, begin[tp])
@@ -289,6 +289,19 @@ class _KafkaRestrictionProvider(RestrictionProvider):
             )
         finally:
             consumer.close()
+
+    def _skip_retained(self, topic: str, partition: int, cp: Checkpoint, begin: int) -> Checkpoint:
+        """Records below the log start were deleted by retention before the job read them."""
+        _LOG.error(
+            "Kafka %s[%d]: offsets %d..%d were deleted by retention before they were processed "
+            "(%d records lost); continuing from %d. Raise the topic's retention.ms above the "
+            "longest outage.",
+            topic, partition, cp.frontier, begin - 1, begin - cp.frontier, begin,
+        )  # fmt: skip
+        moved = advance(cp, [(cp.frontier, begin)])
+        assert self._cfg.checkpoint_dir is not None
+        write_checkpoint(self._cfg.checkpoint_dir, topic, self._cfg.group_id, partition, moved)
+        return moved
 
     def _checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
         if self._cfg.checkpoint_dir is None:
@@ -418,6 +431,9 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                 # made before anything of the batch is emitted.
                 last = records[-1].offset
                 if not tracker.try_claim((part, last, max(events), wall_ms)):
+                    # The runner checkpointed us: poll() already moved the consumer past these
+                    # records, so the next restriction on this instance must seek, not trust it.
+                    self._expected.clear()
                     claimed = False
                     break
                 got_any = True

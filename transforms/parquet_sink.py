@@ -33,6 +33,8 @@ from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, Table
 
 _NS: Final = "callqa.sink"
+STAGE: Final = "sink"
+DEAD_LETTER_TAG: Final = "dead_letter"
 _MAX_NAME: Final = 120
 
 
@@ -77,19 +79,20 @@ def dead_letter_ack(dl: DeadLetter) -> OffsetAck | None:
     return OffsetAck(dl.topic, dl.partition, ((dl.offset, dl.offset + 1),))
 
 
-def _unpack_call(element: RowWithAck) -> tuple[Any, OffsetAck | None]:
-    return element.row, element.ack
+def _unpack_call(element: RowWithAck) -> tuple[Any, tuple[OffsetAck, ...]]:
+    return element.row, element.acks
 
 
-def _unpack_dead_letter(element: DeadLetter) -> tuple[Any, OffsetAck | None]:
-    return element, dead_letter_ack(element)
+def _unpack_dead_letter(element: DeadLetter) -> tuple[Any, tuple[OffsetAck, ...]]:
+    ack = dead_letter_ack(element)
+    return element, () if ack is None else (ack,)
 
 
 _FILE_NAMERS: Final[dict[str, Callable[[Any], str]]] = {
     CALLS.name: call_file,
     DEAD_LETTERS.name: dead_letter_file,
 }
-_UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, OffsetAck | None]]]] = {
+_UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, tuple[OffsetAck, ...]]]]] = {
     CALLS.name: _unpack_call,
     DEAD_LETTERS.name: _unpack_dead_letter,
 }
@@ -108,10 +111,37 @@ def write_rows_file(path: Path, table: Table, rows: list[Any]) -> None:
         tmp.unlink(missing_ok=True)  # only left when the write or the rename failed
 
 
+def read_rows_file(path: Path, table: Table) -> list[Any]:
+    return [table.record_type(**r) for r in pq.read_table(path).to_pylist()]
+
+
+def conflicting_final(row: CallRow, existing: CallRow) -> DeadLetter:
+    return DeadLetter(
+        stage=STAGE,
+        reason="conflicting_final_row",
+        error_type="write_once",
+        message=(
+            f"final row v{row.version} of call {row.call_id} exists with other content "
+            f"({existing.chunk_count} chunks, offsets {existing.first_offset}.."
+            f"{existing.last_offset}); kept it and dropped the new one ({row.chunk_count} "
+            f"chunks, offsets {row.first_offset}..{row.last_offset})"
+        ),
+        topic=row.source_topic,
+        partition=row.source_partition,
+        offset=None,
+        call_id=row.call_id,
+        event_time_ms=row.start_ms,
+        payload_size_bytes=None,
+    )
+
+
 class WriteRowFilesFn(beam.DoFn):
     """Writes each row to its deterministic file; then outputs the row's ``OffsetAck`` if any.
 
-    Input: ``RowWithAck`` (calls) or ``DeadLetter`` (dead letters).
+    Input: ``RowWithAck`` (calls) or ``DeadLetter`` (dead letters). Final call rows are
+    write-once: rewriting identical content is a no-op; a *different* row under the same
+    (call, version) — a chunk of a call that expired before a restart, say — never replaces
+    the published one: it becomes a ``conflicting_final_row`` dead letter (tagged output).
     """
 
     def __init__(self, table_name: str, root: str) -> None:
@@ -124,24 +154,32 @@ class WriteRowFilesFn(beam.DoFn):
         self._namer = _FILE_NAMERS[self._table_name]
         self._unpack = _UNPACKERS[self._table_name]
 
-    def process(self, element: Any) -> Iterator[OffsetAck]:
-        row, ack = self._unpack(element)
-        rel = f"{self._table.name}/{self._namer(row)}"
-        write_rows_file(Path(self._root) / rel, self._table, [row])
-        self.files_written.inc()
-        if ack is not None:
-            yield ack
+    def process(self, element: Any) -> Iterator[Any]:
+        row, acks = self._unpack(element)
+        path = Path(self._root) / self._table.name / self._namer(row)
+        if getattr(row, "is_final", False) and path.exists():
+            existing = read_rows_file(path, self._table)[0]
+            if existing != row:
+                Metrics.counter(_NS, "final_row_conflicts").inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, conflicting_final(row, existing))
+        else:
+            write_rows_file(path, self._table, [row])
+            self.files_written.inc()
+        yield from acks  # only now that the row is durable
 
 
 class WriteTable(beam.PTransform):
-    """Rows → Parquet files under ``<root>/<table>/``; outputs the acks of what was written."""
+    """Rows → Parquet files under ``<root>/<table>/``.
+
+    Outputs ``acks`` (OffsetAck of what is durable) and ``dead_letter`` (write conflicts).
+    """
 
     def __init__(self, table: Table, root: str) -> None:
         super().__init__()
         self._table = table
         self._root = root
 
-    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[OffsetAck]:
+    def expand(self, rows: beam.PCollection[Any]) -> beam.pvalue.DoOutputsTuple:
         return rows | f"Write_{self._table.name}" >> beam.ParDo(
             WriteRowFilesFn(self._table.name, self._root)
-        ).with_output_types(OffsetAck)
+        ).with_outputs(DEAD_LETTER_TAG, main="acks")

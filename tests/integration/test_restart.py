@@ -70,7 +70,11 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
         job = start_job_process(argv, log)
         rows = warehouse.wait_for_final_calls(out, expected, timeout_s=90)
         thread.join(timeout=30)
-        time.sleep(4)  # expiry rewrites and commits after the last final
+        deadline = time.monotonic() + 30  # expiry, then the commit, follow the last final
+        while sum(cp["frontier"] for cp in _checkpoints(out)) < sum(expected.values()):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         kill_job_process(job)
         producer.close()

@@ -162,9 +162,10 @@ def test_caught_up_partition_advances_with_the_wall_clock() -> None:
     # Captures lag the wall clock by 60 s; the last record was read 5 s ago.
     progress = PartitionProgress(T0, last_read_wall_ms=T0 + 60_000)
     now = T0 + 65_000
-    assert pwm(progress, position=10, high=10, now_ms=now) == T0 + 5_000 - SLACK_MS
-    # Just read: the out-of-orderness bound (T0 - 2 s) is below T0 - 1 s: the idle rule wins.
-    assert pwm(progress, position=10, high=10, now_ms=T0 + 60_000) == T0 - SLACK_MS
+    assert pwm(progress, position=10, high=10, now_ms=now) == T0 - OOO_MS + 5_000 - SLACK_MS
+    # Just read: quiet for less than the slack, so the out-of-orderness margin stands whole.
+    assert pwm(progress, position=10, high=10, now_ms=T0 + 60_000) == T0 - OOO_MS
+    assert pwm(progress, position=10, high=10, now_ms=T0 + 60_000 + SLACK_MS) == T0 - OOO_MS
 
 
 def test_caught_up_partition_never_goes_below_the_backlog_rule() -> None:
@@ -211,6 +212,9 @@ def test_event_time_from_the_capture_header() -> None:
         (("capture_time_ms", b"soon"),),
         (("capture_time_ms", None),),
         (("capture_time_ms", b""),),
+        (("capture_time_ms", b"1764072000000000"),),  # microseconds: year ~57,000
+        (("capture_time_ms", b"1764072000"),),  # seconds: 1970
+        (("capture_time_ms", b"+1764072000000"),),
     ],
 )
 def test_event_time_falls_back_to_the_kafka_timestamp(

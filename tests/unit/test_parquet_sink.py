@@ -223,12 +223,10 @@ def test_write_table_pipeline(tmp_path: Path) -> None:
     live = ROW._replace(version=0, is_final=False, close_reason="live", last_offset=150)
     ack = OffsetAck("audio", 2, ((100, 161),))
     p = beam.Pipeline(runner=FnApiRunner())  # in-process; never the download-prone default
-    rows = p | "Rows" >> beam.Create(
-        [RowWithAck(ROW, None), RowWithAck(ROW, ack), RowWithAck(live, None)]
-    )
+    rows = p | "Rows" >> beam.Create([RowWithAck(ROW), RowWithAck(ROW, (ack,)), RowWithAck(live)])
     letters = p | "Letters" >> beam.Create([DECODE_LETTER, GAP_LETTER])
-    call_acks = rows | "Calls" >> WriteTable(CALLS, str(tmp_path))
-    letter_acks = letters | "DeadLetters" >> WriteTable(DEAD_LETTERS, str(tmp_path))
+    call_acks = (rows | "Calls" >> WriteTable(CALLS, str(tmp_path))).acks
+    letter_acks = (letters | "DeadLetters" >> WriteTable(DEAD_LETTERS, str(tmp_path))).acks
     assert_that(call_acks, equal_to([ack]), label="call_acks")
     assert_that(letter_acks, equal_to([OffsetAck("audio", 1, ((7, 8),))]), label="letter_acks")
     result = p.run()
@@ -244,4 +242,26 @@ def test_write_table_pipeline(tmp_path: Path) -> None:
     assert [CallRow(**r) for r in final] == [ROW]
     query = result.metrics().query(MetricsFilter().with_namespace("callqa.sink"))
     counters = {c.key.metric.name: c.committed for c in query["counters"]}
-    assert counters == {"calls_files_written": 3, "dead_letters_files_written": 2}
+    # The second, identical final row is a no-op (write-once): 2 call files, not 3.
+    assert counters == {"calls_files_written": 2, "dead_letters_files_written": 2}
+
+
+def test_a_different_final_row_never_replaces_the_published_one(tmp_path: Path) -> None:
+    partial = ROW._replace(chunk_count=1, first_offset=500, last_offset=500)
+    write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
+    p = beam.Pipeline(runner=FnApiRunner())
+    ack = OffsetAck("audio", 2, ((500, 501),))
+    out = (
+        p
+        | beam.Create([RowWithAck(partial, (ack,)), RowWithAck(ROW)])
+        | WriteTable(CALLS, str(tmp_path))
+    )
+    assert_that(out.acks, equal_to([ack]), label="acks")  # its offsets are handled
+    assert_that(
+        out.dead_letter | beam.Map(lambda d: (d.stage, d.reason, d.call_id, d.partition)),
+        equal_to([("sink", "conflicting_final_row", ROW.call_id, ROW.source_partition)]),
+        label="letters",
+    )
+    p.run().wait_until_finish()
+    final = pq.read_table(tmp_path / "calls" / call_file(ROW)).to_pylist()
+    assert [CallRow(**r) for r in final] == [ROW]  # the published row stands
