@@ -19,6 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
 from schemas.records import AudioChunk
+from transforms.durable import replace_atomically
 
 AUDIT_TABLE: Final = "_audit_on_time_chunks"
 _SCHEMA: Final = pa.schema([("window_start_ms", pa.int64()), ("chunks", pa.int64())])
@@ -32,10 +33,8 @@ class WriteWindowCountFn(beam.DoFn):
     def process(self, count: int, win: Any = beam.DoFn.WindowParam) -> Iterator[int]:
         start_ms = int(win.start.micros // 1000)
         path = Path(self._root) / AUDIT_TABLE / f"w{start_ms}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(pa.table({"window_start_ms": [start_ms], "chunks": [count]}, _SCHEMA), tmp)
-        tmp.replace(path)
+        table = pa.table({"window_start_ms": [start_ms], "chunks": [count]}, _SCHEMA)
+        replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
         self.on_time.inc(count)
         yield count
 

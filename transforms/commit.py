@@ -18,9 +18,7 @@ no chunk is lost, and replayed rows rewrite identical files (no duplicates).
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.records import Checkpoint, OffsetAck
+from transforms.durable import replace_atomically
 
 _NS: Final = "callqa.commit"
 Ranges = tuple[tuple[int, int], ...]
@@ -97,21 +96,19 @@ def read_checkpoint(
 def write_checkpoint(
     checkpoint_dir: str, topic: str, group_id: str, partition: int, cp: Checkpoint
 ) -> None:
-    path = checkpoint_path(checkpoint_dir, topic, group_id, partition)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "topic": topic,
-                "partition": partition,
-                "frontier": cp.frontier,
-                "acked": [list(r) for r in cp.acked],
-                "written_at_ms": int(time.time() * 1000),
-            }
-        )
+    text = json.dumps(
+        {
+            "topic": topic,
+            "partition": partition,
+            "frontier": cp.frontier,
+            "acked": [list(r) for r in cp.acked],
+            "written_at_ms": int(time.time() * 1000),
+        }
     )
-    os.replace(tmp, path)
+    replace_atomically(
+        checkpoint_path(checkpoint_dir, topic, group_id, partition),
+        lambda tmp: tmp.write_text(text),
+    )
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,7 @@ Layout (``<root>/<table>/dt=YYYY-MM-DD/<name>.parquet``):
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +29,7 @@ from apache_beam.metrics import Metrics
 
 from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, Table
+from transforms.durable import replace_atomically
 
 _NS: Final = "callqa.sink"
 STAGE: Final = "sink"
@@ -100,15 +99,9 @@ _UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, tuple[OffsetAck, ...]]]]]
 
 def write_rows_file(path: Path, table: Table, rows: list[Any]) -> None:
     """Write ``rows`` to ``path`` atomically (temp file in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = {name: [getattr(r, name) for r in rows] for name in table.record_type._fields}
     arrow = pa.Table.from_pydict(columns, schema=table.schema)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(arrow, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when the write or the rename failed
+    replace_atomically(path, lambda tmp: pq.write_table(arrow, tmp, compression="zstd"))
 
 
 def read_rows_file(path: Path, table: Table) -> list[Any]:
