@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -25,6 +26,12 @@ class StreamingJobOptions(PipelineOptions):
         )
         g.add_argument(
             "--kafka_group_id", default="callqa", help="consumer group (committed offsets)"
+        )
+        g.add_argument(
+            "--kafka_client_config",
+            default="{}",
+            help='kafka-python connection settings as JSON, e.g. \'{"security_protocol": '
+            '"SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_plain_username": "u", ...}\'',
         )
         g.add_argument(
             "--kafka_start_from",
@@ -78,9 +85,17 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             "an unbounded Kafka read needs --streaming (or pass --bounded for a backfill)"
         )
     checkpoint_dir = o.checkpoint_dir or f"{o.output_dir.rstrip('/')}/_checkpoints"
+    try:
+        client_config = json.loads(o.kafka_client_config)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--kafka_client_config is not JSON: {exc}") from exc
+    if not isinstance(client_config, dict):
+        raise ValueError("--kafka_client_config must be a JSON object")
+    client = tuple(sorted(client_config.items()))
     return JobConfig(
         source=KafkaSourceConfig(
             checkpoint_dir=checkpoint_dir,
+            consumer_config=client,
             bootstrap_servers=o.kafka_bootstrap_servers,
             topic=o.kafka_topic,
             group_id=o.kafka_group_id,
@@ -105,5 +120,6 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             group_id=o.kafka_group_id,
             checkpoint_dir=checkpoint_dir,
             commit_interval_s=o.commit_interval_s,
+            consumer_config=client,
         ),
     )

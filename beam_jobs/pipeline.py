@@ -68,7 +68,9 @@ def preflight(cfg: JobConfig) -> None:
 
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=cfg.source.bootstrap_servers.split(","), request_timeout_ms=10_000
+            bootstrap_servers=cfg.source.bootstrap_servers.split(","),
+            request_timeout_ms=10_000,
+            **dict(cfg.source.consumer_config),
         )
     except (KafkaError, OSError, ValueError) as exc:
         raise RuntimeError(

@@ -33,6 +33,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.records import Checkpoint, OffsetAck
 from transforms.durable import replace_atomically
+from transforms.kafka_client import new_consumer
 
 _NS: Final = "callqa.commit"
 Ranges = tuple[tuple[int, int], ...]
@@ -137,15 +138,9 @@ class TrackOffsetsFn(beam.DoFn):
         self.checkpoints = Metrics.counter(_NS, "checkpoints_written")
 
     def setup(self) -> None:
-        from kafka import KafkaConsumer
-
-        settings: dict[str, Any] = {
-            "bootstrap_servers": self._cfg.bootstrap_servers.split(","),
-            "group_id": self._cfg.group_id,
-            "enable_auto_commit": False,
-        }
-        settings.update(dict(self._cfg.consumer_config))
-        self._consumer = KafkaConsumer(**settings)
+        self._consumer = new_consumer(
+            self._cfg.bootstrap_servers, self._cfg.group_id, self._cfg.consumer_config
+        )
 
     def teardown(self) -> None:
         if self._consumer is not None:

@@ -43,6 +43,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from schemas.events import H_CAPTURE_TIME_MS, parse_capture_time_ms
 from schemas.records import KafkaRecord
 from transforms.commit import Checkpoint, advance, is_acked, read_checkpoint, write_checkpoint
+from transforms.kafka_client import new_consumer
 
 _LOG = logging.getLogger(__name__)
 _NS = "callqa.source"
@@ -213,20 +214,16 @@ class KafkaRestrictionTracker(RestrictionTracker):
 
 
 def _new_consumer(cfg: KafkaSourceConfig) -> Any:
-    from kafka import KafkaConsumer  # imported where used: workers only
-
-    settings: dict[str, Any] = {
-        "bootstrap_servers": cfg.bootstrap_servers.split(","),
-        "group_id": cfg.group_id,
-        "enable_auto_commit": False,
-        "auto_offset_reset": cfg.start_from,
-        "max_poll_records": cfg.max_poll_records,
-        "consumer_timeout_ms": int(cfg.poll_timeout_s * 1000),
-        "max_partition_fetch_bytes": 4 * 1024 * 1024,
-        "request_timeout_ms": 30_000,
-    }
-    settings.update(dict(cfg.consumer_config))
-    return KafkaConsumer(**settings)
+    return new_consumer(
+        cfg.bootstrap_servers,
+        cfg.group_id,
+        cfg.consumer_config,
+        auto_offset_reset=cfg.start_from,
+        max_poll_records=cfg.max_poll_records,
+        consumer_timeout_ms=int(cfg.poll_timeout_s * 1000),
+        max_partition_fetch_bytes=4 * 1024 * 1024,  # a poll brings ~1,300 chunks per partition
+        request_timeout_ms=30_000,
+    )
 
 
 def _topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> list[int]:
