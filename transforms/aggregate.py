@@ -166,8 +166,10 @@ class AggregateCallFn(beam.DoFn):
         else:
             self.rows_corrected.inc()
         yield RowWithAck(call_row(meta.info, summary, version, True, reason))
-        if version == 1:
-            for dl in sequence_dead_letters(meta.info, summary, STAGE):
+        for dl in sequence_dead_letters(meta.info, summary, STAGE):
+            # Gaps are reported once, as seen at the first final row; every duplicate is
+            # reported (a letter per offset, so re-reporting one rewrites the same file).
+            if version == 1 or dl.reason == "duplicate_seq":
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
         end_ms = max(meta.max_end_ms, summary.end_ms)
         event_timer.set(_ts(end_ms + self._lateness_ms()))

@@ -552,3 +552,55 @@ def test_streaming_closes_at_the_marker_at_once() -> None:
         (2, True, "late_correction", 3, 0, 300, 2, ("audio", 2, ((0, 3),))),
     ]
     run_stream(stream, CFG, rows, [("aggregate", "seq_gap", CALL, None)])  # seen at v1
+
+
+def test_a_duplicate_arriving_after_the_final_row_is_dead_lettered_too() -> None:
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(wm(0))
+        .add_elements(stamped(chunk(0, 0), chunk(1, 100)))
+        .advance_watermark_to(wm(10_000))  # final v1
+        .add_elements(stamped(chunk(1, 100, offset=7)))  # the same seq again, late
+        .advance_watermark_to(wm(PAST_EXPIRY_MS))
+        .advance_watermark_to_infinity()
+    )
+    run_stream(
+        stream,
+        CFG,
+        [
+            (1, True, "inactivity", 2, 0, 200, 1, None),
+            (2, True, "late_correction", 2, 0, 200, 7, None),
+            (2, True, "late_correction", 2, 0, 200, 7, ("audio", 2, ((0, 2), (7, 8)))),
+        ],
+        [("aggregate", "duplicate_seq", CALL, 7)],
+    )
+
+
+def test_an_expired_call_is_forgotten_after_the_tombstone_ttl() -> None:
+    # Within tombstone_ttl_s of expiry a chunk is too late; after it, the key's state is gone
+    # and the id starts a new call (call ids must be unique: documented).
+    expiry_ms = 200 + 60_000
+    forget_ms = expiry_ms + 600_000
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(wm(0))
+        .add_elements(stamped(chunk(0, 0)))
+        .advance_watermark_to(wm(expiry_ms + 1_000))  # closed and expired
+        .add_elements(stamped(chunk(1, 100, offset=5)))
+        .advance_watermark_to(wm(forget_ms + 1_000))  # tombstone gone
+        .add_elements(stamped(chunk(0, forget_ms + 2_000, offset=9)))
+        .advance_watermark_to(wm(forget_ms + 200_000))
+        .advance_watermark_to_infinity()
+    )
+    start = forget_ms + 2_000
+    run_stream(
+        stream,
+        CFG,
+        [
+            (1, True, "inactivity", 1, 0, 100, 0, None),
+            (1, True, "inactivity", 1, 0, 100, 0, ("audio", 2, ((0, 1),))),
+            (1, True, "inactivity", 1, start, start + 100, 9, None),
+            (1, True, "inactivity", 1, start, start + 100, 9, ("audio", 2, ((9, 10),))),
+        ],
+        [("aggregate", "too_late", CALL, 5)],
+    )
