@@ -64,3 +64,10 @@ def topic(kafka_bootstrap: str) -> str:
     name = unique_name("callqa-test")
     create_topic(kafka_bootstrap, name, partitions=4)
     return name
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After the last test: clients of cancelled jobs log connection errors while the
+    interpreter shuts Beam and the private broker down; they are not results."""
+    for name in ("kafka", "apache_beam"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
