@@ -69,7 +69,7 @@ def test_lagging_partition_never_overtaken(
     argv = job_args(
         kafka_bootstrap, topic, out, prism_location,
         f"--inactivity_gap_s={GAP_S}", "--live_interval_s=0", "--audit_lateness",
-        "--max_out_of_orderness_s=1", "--idle_slack_s=1",
+        "--max_out_of_orderness_s=2", "--idle_slack_s=1",  # the defaults, distinct on purpose
     )  # fmt: skip
     with streaming_job(argv):
         thread = threading.Thread(target=produce_rest, daemon=True)
