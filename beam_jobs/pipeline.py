@@ -73,9 +73,13 @@ def preflight(cfg: JobConfig) -> None:
             **dict(cfg.source.consumer_config),
         )
     except (KafkaError, OSError, ValueError) as exc:
+        hint = (
+            "check the credentials in --kafka_client_config"
+            if cfg.source.consumer_config
+            else "start it (callqa kafka start) or pass --kafka_bootstrap_servers"
+        )
         raise RuntimeError(
-            f"cannot reach Kafka at {cfg.source.bootstrap_servers} ({exc}); start it "
-            "(callqa kafka start) or pass --kafka_bootstrap_servers"
+            f"cannot reach Kafka at {cfg.source.bootstrap_servers} ({exc}); {hint}"
         ) from exc
     try:
         if cfg.source.topic not in admin.list_topics():

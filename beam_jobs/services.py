@@ -112,10 +112,40 @@ class KafkaBroker:
     data_dir: Path
     port: int = 19092
     controller_port: int = 19093
+    #: Optional second listener with SASL/PLAIN authentication (tests of secured clients).
+    sasl_port: int | None = None
+    sasl_users: tuple[tuple[str, str], ...] = ()
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str | None:
+        return None if self.sasl_port is None else f"127.0.0.1:{self.sasl_port}"
+
+    def _listener_lines(self) -> list[str]:
+        plain = f"PLAINTEXT://127.0.0.1:{self.port}"
+        ctl = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if self.sasl_port is None:
+            return [
+                f"listeners={plain},{ctl}",
+                f"advertised.listeners={plain}",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            ]
+        sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users)
+        return [
+            f"listeners={plain},{ctl},{sasl}",
+            f"advertised.listeners={plain},{sasl}",
+            "listener.security.protocol.map="
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            "sasl.enabled.mechanisms=PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f"{users};",
+        ]
 
     @property
     def _pid_file(self) -> Path:
@@ -148,11 +178,8 @@ class KafkaBroker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
-                    f"CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    *self._listener_lines(),
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                     f"log.dirs={logs}",
                     "num.partitions=4",
                     "offsets.topic.replication.factor=1",

@@ -38,19 +38,38 @@ def _quiet_cancelled_workers(args: threading.ExceptHookArgs) -> None:
 threading.excepthook = _quiet_cancelled_workers
 
 
+SASL_USER = ("callqa", "callqa-secret")
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
+def kafka_broker() -> Iterator[KafkaBroker | None]:
+    """The private broker (None when ``KAFKA_BOOTSTRAP_SERVERS`` names an existing one).
+
+    Besides PLAINTEXT it has a SASL/PLAIN listener for the secured-client test.
+    """
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
         return
     data = Path(tempfile.mkdtemp(prefix="callqa-kafka-"))
-    broker = KafkaBroker(data, port=free_port(), controller_port=free_port())
+    broker = KafkaBroker(
+        data,
+        port=free_port(),
+        controller_port=free_port(),
+        sasl_port=free_port(),
+        sasl_users=(SASL_USER,),
+    )
     broker.start()
     try:
-        yield broker.bootstrap_servers
+        yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: KafkaBroker | None) -> str:
+    if kafka_broker is None:
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    return kafka_broker.bootstrap_servers
 
 
 @pytest.fixture(scope="session")
