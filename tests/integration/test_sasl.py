@@ -55,8 +55,9 @@ def test_wrong_sasl_password_is_reported_before_submission(
     if kafka_broker is None or kafka_broker.sasl_bootstrap_servers is None:
         pytest.skip("needs the private test broker (KAFKA_BOOTSTRAP_SERVERS is set)")
     sasl = kafka_broker.sasl_bootstrap_servers
+    wrong = json.dumps(_client("wrong"))
     rc = main(["run", "--bounded", f"--kafka_bootstrap_servers={sasl}", f"--kafka_topic={topic}",
-               f"--output_dir={tmp_path}", f"--kafka_client_config={json.dumps(_client('wrong'))}"])  # fmt: skip
+               f"--output_dir={tmp_path}", f"--kafka_client_config={wrong}"])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err
     assert "cannot reach Kafka" in err and "--kafka_client_config" in err
