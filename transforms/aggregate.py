@@ -37,7 +37,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.records import AudioChunk, DeadLetter, OffsetAck, RowWithAck
+from schemas.records import AudioChunk, DeadLetter, RowWithAck
 from transforms.calls import (
     CallInfo,
     call_info,
@@ -47,7 +47,7 @@ from transforms.calls import (
     sequence_dead_letters,
     summarize,
 )
-from transforms.commit import offsets_to_ranges
+from transforms.commit import offset_acks
 
 STAGE: Final = "aggregate"
 DEAD_LETTER_TAG: Final = "dead_letter"
@@ -200,18 +200,11 @@ class AggregateCallFn(beam.DoFn):
         elif meta.status == CLOSED:
             if meta.late_pending:  # the correction must not be lost to expiry
                 meta = yield from self._finalize(meta, facts, event_timer, "late_correction")
-            # Expiry: no more versions. Rewrite the last final row (same file, same content) and
-            # acknowledge the call's offsets with it, so they are committed only once it is durable.
+            # Expiry: no more versions. Re-emit the last final row (the write-once sink keeps the
+            # file) with the call's offsets, so they are committed only once it is durable.
             all_facts = list(facts.read())
             last = call_row(meta.info, summarize(all_facts), meta.versions, True, meta.last_reason)
-            by_partition: dict[int, list[int]] = {}
-            for f in all_facts:
-                by_partition.setdefault(f.partition, []).append(f.offset)
-            acks = tuple(
-                OffsetAck(meta.info.topic, part, offsets_to_ranges(offsets))
-                for part, offsets in sorted(by_partition.items())
-            )
-            yield RowWithAck(last, acks)
+            yield RowWithAck(last, offset_acks(meta.info.topic, all_facts))
             facts.clear()
             wall_timer.clear()
             meta_state.write(meta._replace(status=EXPIRED))

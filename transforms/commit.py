@@ -31,7 +31,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.records import Checkpoint, OffsetAck
+from schemas.records import Checkpoint, ChunkFact, OffsetAck
 from transforms.durable import replace_atomically
 from transforms.kafka_client import new_consumer
 
@@ -52,6 +52,17 @@ def merge_ranges(ranges: Iterable[tuple[int, int]]) -> Ranges:
 
 def offsets_to_ranges(offsets: Iterable[int]) -> Ranges:
     return merge_ranges((o, o + 1) for o in offsets)
+
+
+def offset_acks(topic: str, facts: Iterable[ChunkFact]) -> tuple[OffsetAck, ...]:
+    """One ack per source partition for the offsets of ``facts``."""
+    by_partition: dict[int, list[int]] = {}
+    for f in facts:
+        by_partition.setdefault(f.partition, []).append(f.offset)
+    return tuple(
+        OffsetAck(topic, part, offsets_to_ranges(offsets))
+        for part, offsets in sorted(by_partition.items())
+    )
 
 
 def advance(ledger: Checkpoint, new: Iterable[tuple[int, int]]) -> Checkpoint:

@@ -65,3 +65,15 @@ def test_a_damaged_checkpoint_is_reported_with_its_path(tmp_path: Path, bad: str
     path.write_text(bad)
     with pytest.raises(RuntimeError, match=str(path)):
         read_checkpoint(str(tmp_path), "audio", "g", 0)
+
+
+def test_offset_acks_split_by_partition() -> None:
+    from schemas.records import ChunkFact, OffsetAck
+    from transforms.commit import offset_acks
+
+    facts = [ChunkFact("agent", s, 0, 1600, 16000, False, p, o)
+             for s, (p, o) in enumerate([(1, 5), (1, 6), (3, 2), (1, 9)])]  # fmt: skip
+    assert offset_acks("audio", facts) == (
+        OffsetAck("audio", 1, ((5, 7), (9, 10))),
+        OffsetAck("audio", 3, ((2, 3),)),
+    )
