@@ -102,6 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (RuntimeError, ValueError) as exc:
             print(f"callqa: error: {exc}", file=sys.stderr)
             return 2
+    if argv and argv[0] == "batch":  # Beam options, like `run`
+        from beam_jobs.batch import run_batch
+
+        try:
+            n = run_batch(argv[1:])
+        except (RuntimeError, ValueError) as exc:
+            print(f"callqa: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"callqa batch: {n} recordings processed")
+        return 0
     if argv[:2] == ["bench", "ingest"]:
         from beam_jobs.bench import main as bench_main
 
@@ -109,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callqa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
+    sub.add_parser("batch", help="the same stages over recordings on disk (--recordings=GLOB)")
     sub.add_parser("bench", help="benchmarks: `callqa bench ingest --help`")
 
     k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")

@@ -67,7 +67,7 @@ class StreamingJobOptions(PipelineOptions):
 
 @dataclass(frozen=True)
 class JobConfig:
-    source: KafkaSourceConfig
+    source: KafkaSourceConfig | None  # None: the records come from elsewhere (batch job)
     aggregation: AggregationConfig
     output_dir: str
     streaming: bool

@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import runner_options
-from schemas.records import KafkaRecord
+from schemas.records import DeadLetter, KafkaRecord
 from schemas.tables import CALLS, DEAD_LETTERS
 from transforms.aggregate import AggregateCalls
 from transforms.audit import AuditLateness
@@ -30,16 +30,24 @@ _LOG = logging.getLogger(__name__)
 
 
 def build_pipeline(
-    p: beam.Pipeline, cfg: JobConfig, records: beam.PCollection[KafkaRecord] | None = None
+    p: beam.Pipeline,
+    cfg: JobConfig,
+    records: beam.PCollection[KafkaRecord] | None = None,
+    source_dead_letters: beam.PCollection[DeadLetter] | None = None,
 ) -> None:
-    """Wire every stage onto ``p``. ``records`` replaces the Kafka source in unit tests."""
+    """Wire every stage onto ``p``. ``records`` replaces the Kafka source (the batch job over
+    recordings, tests); ``source_dead_letters`` are that source's rejects."""
     if records is None:
+        assert cfg.source is not None, "a job without records needs a Kafka source"
         records = p | "ReadAudioChunks" >> ReadAudioChunks(cfg.source)
     decoded = records | "DecodeAndValidate" >> DecodeAndValidate()
     aggregated = decoded.chunks | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
     calls = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
+    failures = [decoded.dead_letter, aggregated.dead_letter, calls.dead_letter]
+    if source_dead_letters is not None:
+        failures.append(source_dead_letters)
     dead_letters = (
-        (decoded.dead_letter, aggregated.dead_letter, calls.dead_letter)
+        failures
         | "FlattenDeadLetters" >> beam.Flatten()
         | "WriteDeadLetters" >> WriteTable(DEAD_LETTERS, cfg.output_dir)
     )
@@ -66,31 +74,35 @@ def preflight(cfg: JobConfig) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    source = cfg.source
+    if source is None:
+        raise ValueError("preflight checks a Kafka job; this config has no Kafka source")
+
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=cfg.source.bootstrap_servers.split(","),
+            bootstrap_servers=source.bootstrap_servers.split(","),
             request_timeout_ms=10_000,
-            **dict(cfg.source.consumer_config),
+            **dict(source.consumer_config),
         )
     except (KafkaError, OSError, ValueError) as exc:
         hint = (
             "check the credentials in --kafka_client_config"
-            if cfg.source.consumer_config
+            if source.consumer_config
             else "start it (callqa kafka start) or pass --kafka_bootstrap_servers"
         )
         raise RuntimeError(
-            f"cannot reach Kafka at {cfg.source.bootstrap_servers} ({exc}); {hint}"
+            f"cannot reach Kafka at {source.bootstrap_servers} ({exc}); {hint}"
         ) from exc
     try:
-        if cfg.source.topic not in admin.list_topics():
+        if source.topic not in admin.list_topics():
             raise RuntimeError(
-                f"Kafka topic {cfg.source.topic!r} does not exist on "
-                f"{cfg.source.bootstrap_servers}; create it (callqa kafka create-topic "
-                f"--topic {cfg.source.topic}) or pass --kafka_topic"
+                f"Kafka topic {source.topic!r} does not exist on "
+                f"{source.bootstrap_servers}; create it (callqa kafka create-topic "
+                f"--topic {source.topic}) or pass --kafka_topic"
             )
     finally:
         admin.close()
-    for path in filter(None, (cfg.output_dir, cfg.source.checkpoint_dir)):
+    for path in filter(None, (cfg.output_dir, source.checkpoint_dir)):
         try:
             Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -101,6 +113,6 @@ def run(argv: Sequence[str]) -> None:
     """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming)."""
     p, cfg = make_pipeline(argv)
     preflight(cfg)
-    _LOG.info("callqa job: topic %s → %s", cfg.source.topic, cfg.output_dir)
+    _LOG.info("callqa job: %s → %s", cfg.source, cfg.output_dir)
     result = p.run()
     result.wait_until_finish()

@@ -1,0 +1,46 @@
+"""The batch job over recordings on disk runs the streaming job's stages on Prism: one final
+row per readable recording, with event time from the file; an unreadable file is a dead
+letter and does not stop the others."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from beam_jobs import warehouse
+from beam_jobs.cli import main
+
+pytestmark = pytest.mark.integration
+
+MTIME_S = 1_764_072_000  # 2025-11-25T12:00:00Z: the recorder closed the file then
+
+
+def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    t = np.arange(16000 * 3) / 16000
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 500 * t)], 1)
+    sf.write(rec / "call-a.wav", stereo.astype(np.float32), 16000)  # 3 s, two parties
+    sf.write(rec / "call-b.flac", stereo[:8000, 0].astype(np.float32), 8000)  # 1 s mono
+    (rec / "call-c.wav").write_bytes(b"RIFF but not really audio")
+    for f in rec.iterdir():
+        os.utime(f, (MTIME_S, MTIME_S))
+    out = tmp_path / "out"
+
+    rc = main(["batch", "--runner=PrismRunner", f"--prism_location={prism_location}",
+               f"--recordings={rec}/*", f"--output_dir={out}"])  # fmt: skip
+
+    assert rc == 0
+    rows = {r["call_id"]: r for r in warehouse.final_calls(out)}
+    assert sorted(rows) == ["call-a", "call-b"]
+    a, b = rows["call-a"], rows["call-b"]
+    assert (a["agent_audio_s"], a["customer_audio_s"], a["chunk_count"]) == (3.0, 3.0, 60)
+    assert (b["mixed_audio_s"], b["chunk_count"], b["close_reason"]) == (1.0, 10, "end_of_call")
+    assert a["start_ms"] == MTIME_S * 1000 - 3000 and a["end_ms"] == MTIME_S * 1000
+    assert a["source_topic"] == "recordings" and a["missing_seq_count"] == 0
+    letters = [(d["stage"], d["reason"], d["call_id"]) for d in warehouse.dead_letters(out)]
+    assert letters == [("read", "unreadable_audio", "call-c")]
