@@ -35,6 +35,13 @@ def _kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from beam_jobs.models import install_embedded_whisper
+
+    print(install_embedded_whisper())
+    return 0
+
+
 def _prism(args: argparse.Namespace) -> int:
     from beam_jobs.services import prism_binary
 
@@ -128,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--topic", default="callqa.audio-chunks.v1")
     k.add_argument("--partitions", type=int, default=4)
     k.set_defaults(func=_kafka)
+
+    m = sub.add_parser("models", help="ASR models: `install` prepares the embedded one")
+    m.add_argument("action", choices=["install"])
+    m.set_defaults(func=_models)
 
     pr = sub.add_parser("prism", help="build (first time) and print the Prism runner binary")
     pr.set_defaults(func=_prism)

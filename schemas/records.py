@@ -131,3 +131,29 @@ class RowWithAck(NamedTuple):
 
     row: CallRow
     acks: tuple[OffsetAck, ...] = ()
+
+
+class Utterance(NamedTuple):
+    """A stretch of one channel's speech, ready for ASR (16-bit mono PCM)."""
+
+    call_id: str
+    channel: str
+    start_ms: int  # event time of the first sample (carried: RunInference re-stamps outputs)
+    end_ms: int
+    sample_rate_hz: int
+    pcm: bytes
+    language_hint: str | None
+
+
+class Transcript(NamedTuple):
+    """What ASR made of one utterance."""
+
+    call_id: str
+    channel: str
+    start_ms: int
+    end_ms: int
+    text: str
+    language: str  # detected or forced, e.g. "en", "zh"
+    confidence: float  # mean token log-probability over the utterance (<= 0; higher is better)
+    model_id: str
+    backend: str  # "faster-whisper" | "transformers"

@@ -9,14 +9,21 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
-if ! command -v kcat >/dev/null 2>&1; then
+.venv/bin/python -m pip install -q -e ".[dev,embedded-asr]"
+# Debian tools: kcat (the non-Python producer in the README), espeak-ng + sox (speech for
+# the ASR tests).
+missing=""
+command -v kcat >/dev/null 2>&1 || missing="$missing kcat"
+command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+command -v sox >/dev/null 2>&1 || missing="$missing sox"
+if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
-  { $SUDO apt-get install -y -q kcat >/dev/null 2>&1 \
-    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q kcat >/dev/null; }; } \
-    || echo "setup: could not install kcat (apt-get); the kcat test will fail" >&2
+  { $SUDO apt-get install -y -q $missing >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q $missing >/dev/null; }; } \
+    || echo "setup: could not install$missing (apt-get); tests that need them will fail" >&2
 fi
 .venv/bin/callqa kafka install
 .venv/bin/callqa prism >/dev/null
+.venv/bin/callqa models install >/dev/null
 echo "setup: ready (venv .venv, cache ${CALLQA_HOME:-$HOME/.cache/callqa})"
