@@ -1,0 +1,96 @@
+"""SegmentSpeech on real speech (espeak-ng) with the Silero VAD that faster-whisper ships:
+two phrases separated by 2 s of silence, streamed as 100 ms chunks, become two utterances at
+the right event times; their transcripts come back through RunInference."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import soundfile as sf
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
+from apache_beam.testing.util import assert_that
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+
+from beam_jobs.models import install_embedded_whisper
+from schemas.records import AudioChunk, Transcript, Utterance
+from transforms.asr import FasterWhisperModelHandler, WhisperOptions
+from transforms.recordings import encode, resample
+from transforms.segment import SegmentOptions, SegmentSpeech, find_utterances
+
+pytestmark = pytest.mark.slow
+
+T0 = 1_764_072_000_000
+PHRASES = ("thank you for calling how can I help you", "goodbye and have a nice day")
+SILENCE_S = 2.0
+
+
+def speech(tmp_path: Path) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Silence, phrase 1, 2 s silence, phrase 2, silence; with each phrase's (start, end) s."""
+    assert shutil.which("espeak-ng"), "espeak-ng is missing: deploy/local/setup.sh installs it"
+    parts, spans, t = [np.zeros(8000, np.float32)], [], 0.5
+    for i, text in enumerate(PHRASES):
+        wav = tmp_path / f"p{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+        x, rate = sf.read(wav, dtype="float32")
+        x = resample(np.trim_zeros(x), rate, 16000)
+        parts += [x, np.zeros(int(SILENCE_S * 16000), np.float32)]
+        spans.append((t, t + len(x) / 16000))
+        t += len(x) / 16000 + SILENCE_S
+    return np.concatenate(parts), spans
+
+
+def chunks_of(samples: np.ndarray) -> list[AudioChunk]:
+    out = []
+    for seq, i in enumerate(range(0, len(samples), 1600)):
+        pcm = encode(samples[i : i + 1600], "pcm_s16le")
+        out.append(AudioChunk("seg-1", "customer", seq, 16000, 1, "pcm_s16le", T0 + i // 16,
+                              "capture_time", len(pcm) // 2, False, pcm, None, None, None, "en",
+                              "audio", 0, seq))  # fmt: skip
+    out[-1] = out[-1]._replace(end_of_call=True)
+    return out
+
+
+def test_find_utterances_holds_back_speech_that_may_continue(tmp_path: Path) -> None:
+    samples, spans = speech(tmp_path)
+    cut = int((spans[0][1] + 0.1) * 16000)  # just after phrase 1 ends: not yet 500 ms quiet
+    assert find_utterances(samples[:cut], SegmentOptions(), final=False)[0] == []
+    done, keep_from = find_utterances(samples, SegmentOptions(), final=True)
+    assert len(done) == 2 and keep_from == len(samples)
+
+
+def test_two_phrases_become_two_utterances_and_transcripts(tmp_path: Path) -> None:
+    samples, spans = speech(tmp_path)
+    stream = BeamTestStream().advance_watermark_to(Timestamp(micros=T0 * 1000))
+    for c in chunks_of(samples):
+        stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
+    stream = stream.advance_watermark_to_infinity()
+    handler = FasterWhisperModelHandler(WhisperOptions(str(install_embedded_whisper())))
+
+    def check_utterances(utts: list[Utterance]) -> None:
+        utts = sorted(utts, key=lambda u: u.start_ms)
+        assert len(utts) == 2, [(u.start_ms - T0, u.end_ms - T0) for u in utts]
+        for u, (start_s, end_s) in zip(utts, spans, strict=True):
+            assert abs((u.start_ms - T0) / 1000 - start_s) < 0.35  # padding is 200 ms
+            assert abs((u.end_ms - T0) / 1000 - end_s) < 0.35
+            assert (
+                len(u.pcm) // 2 == (u.end_ms - u.start_ms) * 16
+                or abs(len(u.pcm) // 2 - (u.end_ms - u.start_ms) * 16) <= 16
+            )
+
+    def check_transcripts(ts: list[Transcript]) -> None:
+        texts = [t.text.lower() for t in sorted(ts, key=lambda t: t.start_ms)]
+        assert "help" in texts[0] and "goodbye" in texts[1], texts
+
+    p = beam.Pipeline(options=PipelineOptions(streaming=True))
+    utts = p | stream | SegmentSpeech(SegmentOptions())
+    assert_that(utts, check_utterances, label="utterances")
+    assert_that(utts | RunInference(handler), check_transcripts, label="transcripts")
+    p.run().wait_until_finish()

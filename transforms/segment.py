@@ -1,0 +1,216 @@
+"""``SegmentSpeech``: ``AudioChunk`` → ``Utterance`` per (call, channel), with Silero VAD.
+
+The VAD is the Silero model faster-whisper ships as ONNX in its wheel (offline). Chunks are
+laid out by event time into a per-(call, channel) buffer (a missing chunk becomes silence, so
+times stay true); every ``vad_step_ms`` of new audio the VAD runs over the buffer, and speech
+that ended at least ``min_silence_ms`` ago is emitted as an utterance with padding. Speech
+that spans chunk boundaries stays in the buffer until it ends; ``max_utterance_s`` caps it.
+The end-of-call marker, or the watermark passing ``flush_gap_s`` after the last chunk,
+flushes the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
+from schemas.records import AudioChunk, Utterance
+from transforms.recordings import resample
+
+_NS: Final = "callqa.segment"
+_RATE: Final = PIPELINE_SAMPLE_RATE_HZ
+NOISE_SUPPRESSION_LEVELS: Final = ("off",)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    vad_filter: bool = True  # False: cut fixed windows of max_utterance_s (no VAD)
+    noise_suppression: str = "off"  # only "off" so far; others are refused, not ignored
+    threshold: float = 0.5
+    min_speech_ms: int = 250
+    min_silence_ms: int = 500
+    speech_pad_ms: int = 200
+    max_utterance_s: float = 30.0
+    vad_step_ms: int = 1000
+    flush_gap_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.noise_suppression not in NOISE_SUPPRESSION_LEVELS:
+            raise ValueError(
+                f"noise_suppression={self.noise_suppression!r} is not implemented yet "
+                f"(supported: {', '.join(NOISE_SUPPRESSION_LEVELS)})"
+            )
+        if self.max_utterance_s <= 0 or self.vad_step_ms <= 0 or self.flush_gap_s <= 0:
+            raise ValueError("max_utterance_s, vad_step_ms and flush_gap_s must be > 0")
+
+
+def _ms_to_samples(ms: float) -> int:
+    return int(ms * _RATE / 1000)
+
+
+def find_utterances(
+    samples: np.ndarray, opts: SegmentOptions, final: bool
+) -> tuple[list[tuple[int, int]], int]:
+    """Complete speech spans ``[start, end)`` in ``samples`` (16 kHz float32), and the sample
+    index before which the buffer can be dropped. ``final``: nothing more will come."""
+    if not opts.vad_filter:
+        window = _ms_to_samples(opts.max_utterance_s * 1000)
+        stop = len(samples) if final else len(samples) - len(samples) % window
+        spans = [(s, min(s + window, stop)) for s in range(0, stop, window)]
+        return spans, stop
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    found = get_speech_timestamps(
+        samples,
+        VadOptions(
+            threshold=opts.threshold,
+            min_speech_duration_ms=opts.min_speech_ms,
+            min_silence_duration_ms=opts.min_silence_ms,
+            speech_pad_ms=opts.speech_pad_ms,
+            max_speech_duration_s=opts.max_utterance_s,
+        ),
+    )
+    horizon = (
+        len(samples)
+        if final
+        else len(samples) - _ms_to_samples(opts.min_silence_ms + opts.speech_pad_ms)
+    )
+    spans = [(int(t["start"]), int(t["end"])) for t in found if t["end"] <= horizon]
+    if final:
+        return spans, len(samples)
+    if spans:
+        return spans, spans[-1][1]
+    unfinished = [int(t["start"]) for t in found]
+    return [], (unfinished[0] if unfinished else max(0, horizon))
+
+
+class _Buffer(NamedTuple):
+    start_ms: int  # event time of sample 0 of the buffered audio
+    end_ms: int  # event time just after the latest buffered chunk
+    vad_at_ms: int  # end_ms when the VAD last ran
+    language_hint: str | None
+
+
+class SegmentSpeechFn(beam.DoFn):
+    """Stateful over ``((call_id, channel), AudioChunk)`` → ``Utterance``.
+
+    Metrics: ``utterances``, ``speech_s``, ``vad_runs``.
+    """
+
+    CHUNKS = BagStateSpec("chunks", PickleCoder())  # (event_ms, 16 kHz float32 bytes)
+    BUFFER = ReadModifyWriteStateSpec("buffer", PickleCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+
+    def __init__(self, opts: SegmentOptions) -> None:
+        self._opts = opts
+        self.utterances = Metrics.counter(_NS, "utterances")
+        self.vad_runs = Metrics.counter(_NS, "vad_runs")
+        self.speech_ms = Metrics.distribution(_NS, "utterance_ms")
+
+    def setup(self) -> None:
+        if self._opts.vad_filter:
+            from faster_whisper.vad import get_vad_model
+
+            get_vad_model()  # load the ONNX model once per worker, not on the first chunk
+
+    def process(
+        self,
+        element: tuple[tuple[str, str], AudioChunk],
+        chunks: Any = beam.DoFn.StateParam(CHUNKS),
+        buffer_state: Any = beam.DoFn.StateParam(BUFFER),
+        flush: Any = beam.DoFn.TimerParam(FLUSH),
+    ) -> Iterator[Utterance]:
+        (call_id, channel), chunk = element
+        samples = np.frombuffer(chunk.pcm, dtype="<i2").astype(np.float32) / 32768.0
+        if chunk.channels == 2:
+            samples = samples.reshape(-1, 2).mean(axis=1)
+        samples = resample(samples, chunk.sample_rate_hz, _RATE)
+        end_ms = chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
+        buf: _Buffer | None = buffer_state.read()
+        if buf is None:
+            buf = _Buffer(chunk.event_time_ms, end_ms, chunk.event_time_ms, chunk.language_hint)
+        chunks.add((chunk.event_time_ms, samples.astype(np.float32).tobytes()))
+        buf = buf._replace(end_ms=max(buf.end_ms, end_ms))
+        final = chunk.end_of_call
+        if final or buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms:
+            buf = yield from self._cut(call_id, channel, buf, chunks, final)
+        if final:
+            buffer_state.clear()
+            chunks.clear()
+            flush.clear()
+            return
+        buffer_state.write(buf)
+        flush.set(Timestamp(micros=(buf.end_ms + int(self._opts.flush_gap_s * 1000)) * 1000))
+
+    @on_timer(FLUSH)
+    def on_flush(
+        self,
+        key: Any = beam.DoFn.KeyParam,
+        chunks: Any = beam.DoFn.StateParam(CHUNKS),
+        buffer_state: Any = beam.DoFn.StateParam(BUFFER),
+    ) -> Iterator[Utterance]:
+        buf: _Buffer | None = buffer_state.read()
+        if buf is None:
+            return
+        call_id, channel = key
+        yield from self._cut(call_id, channel, buf, chunks, final=True)
+        buffer_state.clear()
+        chunks.clear()
+
+    def _cut(
+        self, call_id: str, channel: str, buf: _Buffer, chunks: Any, final: bool
+    ) -> Generator[Utterance, None, _Buffer]:
+        audio = np.zeros(_ms_to_samples(buf.end_ms - buf.start_ms), dtype=np.float32)
+        for event_ms, raw in chunks.read():
+            piece = np.frombuffer(raw, dtype=np.float32)
+            at = _ms_to_samples(event_ms - buf.start_ms)
+            if at < 0:  # before what was already cut: late audio, dropped from segmentation
+                piece, at = piece[-at:], 0
+            piece = piece[: max(0, len(audio) - at)]
+            audio[at : at + len(piece)] = piece
+        self.vad_runs.inc()
+        spans, keep_from = find_utterances(audio, self._opts, final)
+        for start, end in spans:
+            pcm = np.clip(np.round(audio[start:end] * 32767.0), -32768, 32767).astype("<i2")
+            start_ms = buf.start_ms + 1000 * start // _RATE
+            end_ms = buf.start_ms + 1000 * end // _RATE
+            self.utterances.inc()
+            self.speech_ms.update(end_ms - start_ms)
+            yield Utterance(
+                call_id, channel, start_ms, end_ms, _RATE, pcm.tobytes(), buf.language_hint
+            )
+        chunks.clear()
+        rest_ms = buf.start_ms + 1000 * keep_from // _RATE
+        if not final and keep_from < len(audio):
+            chunks.add((rest_ms, audio[keep_from:].tobytes()))
+        return buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms)
+
+
+class SegmentSpeech(beam.PTransform):
+    """``PCollection[AudioChunk]`` → ``PCollection[Utterance]`` per (call, channel)."""
+
+    def __init__(self, opts: SegmentOptions) -> None:
+        super().__init__()
+        self._opts = opts
+
+    def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.PCollection[Utterance]:
+        return (
+            chunks
+            | "KeyByCallChannel" >> beam.Map(lambda c: ((c.call_id, c.channel), c))
+            | "Segment" >> beam.ParDo(SegmentSpeechFn(self._opts)).with_output_types(Utterance)
+        )
