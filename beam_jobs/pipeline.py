@@ -2,6 +2,7 @@
 
 Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
   ─AggregateCalls (stateful, event time)─► CallRow ─WriteCalls─► calls/ Parquet
+AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─► transcripts/ (with --asr)
 every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
 offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
@@ -18,13 +19,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import runner_options
 from schemas.records import DeadLetter, KafkaRecord
-from schemas.tables import CALLS, DEAD_LETTERS
+from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
 from transforms.aggregate import AggregateCalls
+from transforms.asr import Transcribe
 from transforms.audit import AuditLateness
 from transforms.commit import CommitOffsets
 from transforms.decode import DecodeAndValidate
 from transforms.kafka_source import ReadAudioChunks
 from transforms.parquet_sink import WriteTable
+from transforms.segment import SegmentSpeech
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,6 +47,13 @@ def build_pipeline(
     aggregated = decoded.chunks | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
     calls = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
     failures = [decoded.dead_letter, aggregated.dead_letter, calls.dead_letter]
+    if cfg.asr is not None:
+        utterances = decoded.chunks | "SegmentSpeech" >> SegmentSpeech(cfg.segment)
+        transcribed = utterances | "Transcribe" >> Transcribe(cfg.asr)
+        written = transcribed["transcripts"] | "WriteTranscripts" >> WriteTable(
+            TRANSCRIPTS, cfg.output_dir
+        )
+        failures += [transcribed["dead_letter"], written.dead_letter]
     if source_dead_letters is not None:
         failures.append(source_dead_letters)
     dead_letters = (

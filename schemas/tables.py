@@ -11,7 +11,7 @@ from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
 
-from schemas.records import CallRow, DeadLetter
+from schemas.records import CallRow, DeadLetter, Transcript
 
 #: Version of the warehouse schema, stored in every file's Arrow metadata.
 TABLE_VERSION: Final = "1"
@@ -55,4 +55,5 @@ class Table(NamedTuple):
 
 CALLS: Final = Table("calls", CallRow, arrow_schema(CallRow, "calls"))
 DEAD_LETTERS: Final = Table("dead_letters", DeadLetter, arrow_schema(DeadLetter, "dead_letters"))
-TABLES: Final = (CALLS, DEAD_LETTERS)
+TRANSCRIPTS: Final = Table("transcripts", Transcript, arrow_schema(Transcript, "transcripts"))
+TABLES: Final = (CALLS, DEAD_LETTERS, TRANSCRIPTS)

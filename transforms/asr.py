@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
-from schemas.records import Transcript, Utterance
+from schemas.records import DeadLetter, Transcript, Utterance
 from transforms.recordings import resample
 
 BACKEND_FASTER_WHISPER: Final = "faster-whisper"
+STAGE: Final = "transcribe"
 #: Hints that name one language force it; the others let the model identify the language.
 _FORCED_LANGUAGES: Final = {"zh": "zh", "en": "en"}
 
@@ -33,6 +35,8 @@ class WhisperOptions:
     beam_size: int = 5
     cpu_threads: int = 0  # 0: CTranslate2's default
     initial_prompt: str | None = None  # domain terms that bias recognition
+    max_batch_size: int = 8
+    max_batch_duration_s: float = 1.0  # a streaming batch waits at most this long
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -118,8 +122,55 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
                 backend=BACKEND_FASTER_WHISPER,
             )
 
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {
+            "max_batch_size": self._opts.max_batch_size,
+            "max_batch_duration_secs": self._opts.max_batch_duration_s,
+        }
+
     def get_metrics_namespace(self) -> str:
         return "callqa.asr"
 
     def share_model_across_processes(self) -> bool:
         return False
+
+
+def transcribe_failure(failure: Any) -> DeadLetter:
+    """RunInference's failed element (``(utterance, exception)``) → a dead letter."""
+    utt, exc = failure
+    return DeadLetter(
+        stage=STAGE,
+        reason="asr_error",
+        error_type=type(exc).__name__,
+        message=str(exc)[:500],
+        topic=None,
+        partition=None,
+        offset=None,
+        call_id=utt.call_id,
+        event_time_ms=utt.start_ms,
+        payload_size_bytes=len(utt.pcm),
+    )
+
+
+class Transcribe(beam.PTransform):
+    """``PCollection[Utterance]`` → ``transcripts`` (Transcript) and ``dead_letter``.
+
+    RunInference batches utterances across calls (``max_batch_size``, and in streaming at most
+    ``max_batch_duration_s`` of waiting) and loads the model once per worker process.
+    """
+
+    def __init__(self, opts: WhisperOptions) -> None:
+        super().__init__()
+        self._opts = opts
+
+    def expand(self, utterances: beam.PCollection[Utterance]) -> dict[str, beam.PCollection]:
+        main, other = (
+            utterances
+            | "RunInference"
+            >> RunInference(FasterWhisperModelHandler(self._opts)).with_exception_handling()
+        )
+        return {
+            "transcripts": main,
+            "dead_letter": other.failed_inferences
+            | "ToDeadLetter" >> beam.Map(transcribe_failure).with_output_types(DeadLetter),
+        }

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
-from schemas.tables import CALLS, DEAD_LETTERS, Table
+from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck, Transcript
+from schemas.tables import CALLS, DEAD_LETTERS, TABLES, TRANSCRIPTS, Table
 from transforms.durable import replace_atomically
 
 _NS: Final = "callqa.sink"
@@ -87,13 +87,24 @@ def _unpack_dead_letter(element: DeadLetter) -> tuple[Any, tuple[OffsetAck, ...]
     return element, () if ack is None else (ack,)
 
 
+def transcript_file(t: Transcript) -> str:
+    """One file per utterance: (call, channel, start) identifies it."""
+    return f"{day_partition(t.start_ms)}/{safe_name(t.call_id)}.{t.channel}.{t.start_ms}.parquet"
+
+
+def _unpack_transcript(element: Transcript) -> tuple[Any, tuple[OffsetAck, ...]]:
+    return element, ()
+
+
 _FILE_NAMERS: Final[dict[str, Callable[[Any], str]]] = {
     CALLS.name: call_file,
     DEAD_LETTERS.name: dead_letter_file,
+    TRANSCRIPTS.name: transcript_file,
 }
 _UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, tuple[OffsetAck, ...]]]]] = {
     CALLS.name: _unpack_call,
     DEAD_LETTERS.name: _unpack_dead_letter,
+    TRANSCRIPTS.name: _unpack_transcript,
 }
 
 
@@ -143,7 +154,7 @@ class WriteRowFilesFn(beam.DoFn):
         self.files_written = Metrics.counter(_NS, f"{table_name}_files_written")
 
     def setup(self) -> None:
-        self._table = {t.name: t for t in (CALLS, DEAD_LETTERS)}[self._table_name]
+        self._table = {t.name: t for t in TABLES}[self._table_name]
         self._namer = _FILE_NAMERS[self._table_name]
         self._unpack = _UNPACKERS[self._table_name]
 

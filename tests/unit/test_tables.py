@@ -70,7 +70,23 @@ def test_dead_letters_schema_is_pinned() -> None:
 
 def test_table_version_and_registry() -> None:
     assert TABLE_VERSION == "1"
-    assert [t.name for t in TABLES] == ["calls", "dead_letters"]
+    assert [t.name for t in TABLES] == ["calls", "dead_letters", "transcripts"]
+
+
+def test_transcripts_schema_golden() -> None:
+    from schemas.tables import TRANSCRIPTS
+
+    assert [(f.name, str(f.type), f.nullable) for f in TRANSCRIPTS.schema] == [
+        ("call_id", "string", False),
+        ("channel", "string", False),
+        ("start_ms", "int64", False),
+        ("end_ms", "int64", False),
+        ("text", "string", False),
+        ("language", "string", False),
+        ("confidence", "double", False),
+        ("model_id", "string", False),
+        ("backend", "string", False),
+    ]
 
 
 def test_schema_follows_the_record_fields() -> None:
