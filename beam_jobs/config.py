@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.aggregate import AggregationConfig
-from transforms.asr import WhisperOptions
+from transforms.asr import AsrOptions, detect_model, validate_options
 from transforms.commit import CommitConfig
+from transforms.kafka_sink import TranscriptSinkConfig
 from transforms.kafka_source import KafkaSourceConfig
 from transforms.segment import SegmentOptions
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
+DEFAULT_TRANSCRIPTS_TOPIC = "callqa.transcripts.v1"
 
 
 class StreamingJobOptions(PipelineOptions):
@@ -56,10 +59,46 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument(
             "--asr",
             default="off",
-            help="off | embedded | a CTranslate2 Whisper model directory: segment speech and "
-            "write transcripts",
+            help="off | embedded | a model directory (CTranslate2 Whisper, or a transformers "
+            "Qwen3-ASR -hf / Whisper checkpoint): segment speech and write transcripts",
+        )
+        g.add_argument(
+            "--transcripts_topic",
+            default=DEFAULT_TRANSCRIPTS_TOPIC,
+            help="with --asr: Kafka topic for live transcripts (contract: "
+            "schemas/transcript.v1.schema.json); 'off' publishes none",
+        )
+        g.add_argument("--asr_device", default="auto", choices=["auto", "cpu", "cuda"])
+        g.add_argument(
+            "--asr_model_precision",
+            default="auto",
+            help="auto | faster-whisper: int8, float16, float32, ... | transformers: fp32, "
+            "fp16, bf16",
         )
         g.add_argument("--asr_beam_size", type=int, default=5)
+        g.add_argument("--asr_temperature", type=float, default=0.0)
+        g.add_argument("--asr_max_alternatives", type=int, default=1, help="n-best per utterance")
+        g.add_argument("--asr_enable_word_timestamps", action="store_true")
+        g.add_argument(
+            "--asr_language",
+            default="auto",
+            help="auto (a zh/en header hint forces it, else identified per utterance) or a "
+            "code that forces one language",
+        )
+        g.add_argument(
+            "--asr_domain_terms",
+            default="",
+            help="comma-separated terms that bias recognition, or @FILE with one per line",
+        )
+        g.add_argument("--asr_max_new_tokens", type=int, default=256)
+        g.add_argument("--asr_max_batch_size", type=int, default=8)
+        g.add_argument("--asr_max_batch_duration_s", type=float, default=1.0)
+        g.add_argument(
+            "--asr_large_model",
+            action="store_true",
+            help="one model per machine shared by worker processes (GPU workers)",
+        )
+        g.add_argument("--asr_model_copies", type=int, default=1)
         g.add_argument("--inactivity_gap_s", type=float, default=30.0)
         g.add_argument("--live_interval_s", type=float, default=10.0, help="0: no live rows")
         g.add_argument("--allowed_lateness_s", type=float, default=300.0)
@@ -82,8 +121,22 @@ class JobConfig:
     streaming: bool
     audit_lateness: bool = False
     commit: CommitConfig | None = None  # None: no offset tracking (unit tests)
-    asr: WhisperOptions | None = None  # None: no speech segmentation or transcripts
+    asr: AsrOptions | None = None  # None: no speech segmentation or transcripts
     segment: SegmentOptions = SegmentOptions()
+    transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
+
+
+def domain_terms(spec: str) -> tuple[str, ...]:
+    """``a,b,c`` or ``@file`` (one term per line, # comments) → terms."""
+    if spec.startswith("@"):
+        try:
+            lines = Path(spec[1:]).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValueError(f"--asr_domain_terms: cannot read {spec[1:]}: {exc}") from exc
+        items = [line.split("#", 1)[0] for line in lines]
+    else:
+        items = spec.split(",")
+    return tuple(t.strip() for t in items if t.strip())
 
 
 def config_from_options(options: PipelineOptions) -> JobConfig:
@@ -110,7 +163,23 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             from beam_jobs.models import install_embedded_whisper
 
             model_dir = str(install_embedded_whisper())
-        asr = WhisperOptions(model_dir=model_dir, beam_size=o.asr_beam_size)
+        asr = AsrOptions(
+            model_dir=model_dir,
+            device=o.asr_device,
+            model_precision=o.asr_model_precision,
+            beam_size=o.asr_beam_size,
+            temperature=o.asr_temperature,
+            max_alternatives=o.asr_max_alternatives,
+            enable_word_timestamps=o.asr_enable_word_timestamps,
+            language=o.asr_language,
+            domain_terms=domain_terms(o.asr_domain_terms),
+            max_new_tokens=o.asr_max_new_tokens,
+            max_batch_size=o.asr_max_batch_size,
+            max_batch_duration_s=o.asr_max_batch_duration_s,
+            large_model=o.asr_large_model,
+            model_copies=o.asr_model_copies,
+        )
+        validate_options(asr, detect_model(model_dir))
     return JobConfig(
         source=KafkaSourceConfig(
             checkpoint_dir=checkpoint_dir,
@@ -142,4 +211,11 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             consumer_config=client,
         ),
         asr=asr,
+        transcripts_sink=None
+        if asr is None or o.transcripts_topic == "off"
+        else TranscriptSinkConfig(
+            bootstrap_servers=o.kafka_bootstrap_servers,
+            topic=o.transcripts_topic,
+            client_config=client,
+        ),
     )

@@ -3,6 +3,7 @@
 Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
   ─AggregateCalls (stateful, event time)─► CallRow ─WriteCalls─► calls/ Parquet
 AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─► transcripts/ (with --asr)
+                                                     └─PublishTranscripts─► Kafka transcripts topic
 every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
 offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
@@ -25,6 +26,7 @@ from transforms.asr import Transcribe
 from transforms.audit import AuditLateness
 from transforms.commit import CommitOffsets
 from transforms.decode import DecodeAndValidate
+from transforms.kafka_sink import PublishTranscripts
 from transforms.kafka_source import ReadAudioChunks
 from transforms.parquet_sink import WriteTable
 from transforms.segment import SegmentSpeech
@@ -54,6 +56,11 @@ def build_pipeline(
             TRANSCRIPTS, cfg.output_dir
         )
         failures += [transcribed["dead_letter"], written.dead_letter]
+        if cfg.transcripts_sink is not None:
+            failures.append(
+                transcribed["transcripts"]
+                | "PublishTranscripts" >> PublishTranscripts(cfg.transcripts_sink)
+            )
     if source_dead_letters is not None:
         failures.append(source_dead_letters)
     dead_letters = (
@@ -104,12 +111,16 @@ def preflight(cfg: JobConfig) -> None:
             f"cannot reach Kafka at {source.bootstrap_servers} ({exc}); {hint}"
         ) from exc
     try:
-        if source.topic not in admin.list_topics():
-            raise RuntimeError(
-                f"Kafka topic {source.topic!r} does not exist on "
-                f"{source.bootstrap_servers}; create it (callqa kafka create-topic "
-                f"--topic {source.topic}) or pass --kafka_topic"
-            )
+        topics = admin.list_topics()
+        needed = [(source.topic, "--kafka_topic")]
+        if cfg.transcripts_sink is not None:
+            needed.append((cfg.transcripts_sink.topic, "--transcripts_topic (or =off)"))
+        for topic, flag in needed:
+            if topic not in topics:
+                raise RuntimeError(
+                    f"Kafka topic {topic!r} does not exist on {source.bootstrap_servers}; "
+                    f"create it (callqa kafka create-topic --topic {topic}) or pass {flag}"
+                )
     finally:
         admin.close()
     for path in filter(None, (cfg.output_dir, source.checkpoint_dir)):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from schemas.events import AudioChunkEvent
+from transforms.kafka_client import new_producer
 from transforms.recordings import (  # re-exported: the producer's public library
     CallAudio,
     call_events,
@@ -69,16 +70,3 @@ def send_events(
     producer.flush()
     bar.close()
     return sent
-
-
-def new_producer(bootstrap_servers: str, **extra: Any) -> Any:
-    from kafka import KafkaProducer
-
-    settings: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers.split(","),
-        "acks": "all",
-        "linger_ms": 5,
-        "max_request_size": 4 * 1024 * 1024,
-    }
-    settings.update(extra)
-    return KafkaProducer(**settings)

@@ -145,15 +145,27 @@ class Utterance(NamedTuple):
     language_hint: str | None
 
 
+class Word(NamedTuple):
+    """One recognised word with its event-time span (when word timestamps are asked for)."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    probability: float
+
+
 class Transcript(NamedTuple):
     """What ASR made of one utterance."""
 
     call_id: str
     channel: str
-    start_ms: int
+    start_ms: int  # event time of the utterance (carried: RunInference re-stamps outputs)
     end_ms: int
     text: str
-    language: str  # detected or forced, e.g. "en", "zh"
+    language: str  # the model's language code, detected or forced: "en", "zh", ... ("" unknown)
+    language_class: str  # "en" | "zh" | "zh-en" (code-switched: both scripts) | "other" | ""
     confidence: float  # mean token log-probability over the utterance (<= 0; higher is better)
     model_id: str
     backend: str  # "faster-whisper" | "transformers"
+    words: tuple[Word, ...]  # empty unless word timestamps are enabled
+    alternatives: tuple[str, ...]  # n-best after the top hypothesis; empty unless asked

@@ -1,61 +1,315 @@
-"""ASR backends as Beam ``ModelHandler`` s, used through ``RunInference`` (batching, one model
-per worker process, inference metrics and a failure output come with it).
+"""The ASR stage: ``Utterance`` → ``Transcript`` through Beam's ``RunInference`` (batching
+across calls, one model per worker process, inference metrics and a failure output come with
+it).
 
-First backend: faster-whisper (CTranslate2), the embedded default on a fresh machine. int8 on
-CPU; float16 on CUDA when a GPU is there (chosen at load time). The Transformers backends
-(Qwen3-ASR, Whisper) and the pipeline wiring (``SegmentSpeech`` → ``Transcribe``) follow.
+Two backends, chosen from what the model directory holds (``detect_model``):
+
+- **faster-whisper** (CTranslate2 ``model.bin``), the embedded default on a fresh machine:
+  int8 on CPU, float16 on CUDA.
+- **transformers** (``config.json`` with ``model_type`` ``qwen3_asr`` or ``whisper``):
+  Qwen3-ASR (production: Qwen3-ASR-1.7B, ``-hf`` layout) and Whisper, see
+  ``transforms.asr_transformers``. fp32 on CPU; bf16 (fp16 where bf16 is missing) on CUDA.
+
+Every knob of ``AsrOptions`` is either honoured by the chosen backend or refused by
+``validate_options`` with a sentence saying why; nothing is silently ignored.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
-from schemas.records import DeadLetter, Transcript, Utterance
+from schemas.records import DeadLetter, Transcript, Utterance, Word
 from transforms.recordings import resample
 
+_LOG = logging.getLogger(__name__)
+
 BACKEND_FASTER_WHISPER: Final = "faster-whisper"
+BACKEND_TRANSFORMERS: Final = "transformers"
+BACKENDS: Final = ("auto", BACKEND_FASTER_WHISPER, BACKEND_TRANSFORMERS)
+FAMILY_WHISPER: Final = "whisper"
+FAMILY_QWEN3_ASR: Final = "qwen3_asr"
 STAGE: Final = "transcribe"
-#: Hints that name one language force it; the others let the model identify the language.
-_FORCED_LANGUAGES: Final = {"zh": "zh", "en": "en"}
+#: ``model_precision`` values per backend ("auto" picks by device).
+PRECISIONS: Final[dict[str, tuple[str, ...]]] = {
+    BACKEND_FASTER_WHISPER: ("auto", "int8", "int8_float32", "int8_float16", "float16",
+                             "bfloat16", "float32"),
+    BACKEND_TRANSFORMERS: ("auto", "fp32", "fp16", "bf16"),
+}  # fmt: skip
+#: faster-whisper's default: retried at these temperatures when a decode looks degenerate.
+WHISPER_FALLBACK_TEMPERATURES: Final = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: Event-header language hints that force a language when ``language`` is "auto".
+HINTED_LANGUAGES: Final = frozenset({"zh", "en"})
+
+
+class ModelLayoutError(ValueError):
+    """The model directory is not one the ASR stage can load correctly."""
+
+
+class ModelKind(NamedTuple):
+    backend: str  # faster-whisper | transformers
+    family: str  # whisper | qwen3_asr
 
 
 @dataclass(frozen=True)
-class WhisperOptions:
-    model_dir: str  # a CTranslate2 Whisper directory (model.bin, config.json, tokenizer.json)
+class AsrOptions:
+    model_dir: str  # CTranslate2 Whisper dir, or a Hugging Face (transformers) model dir
+    backend: str = "auto"  # auto: from what model_dir holds
     device: str = "auto"  # auto | cpu | cuda
-    compute_type: str = "auto"  # auto: int8 on CPU, float16 on CUDA
+    model_precision: str = "auto"  # see PRECISIONS; auto: int8/fp32 on CPU, fp16/bf16 on CUDA
     beam_size: int = 5
-    cpu_threads: int = 0  # 0: CTranslate2's default
-    initial_prompt: str | None = None  # domain terms that bias recognition
+    temperature: float = 0.0  # 0: deterministic search; > 0 samples
+    max_alternatives: int = 1  # n-best: hypotheses kept per utterance (top + alternatives)
+    enable_word_timestamps: bool = False
+    language: str = "auto"  # auto: a zh/en header hint forces it, else identified per utterance
+    domain_terms: tuple[str, ...] = ()  # bias recognition (Whisper prompt, Qwen3-ASR context)
+    max_new_tokens: int = 256  # transformers: cap per utterance
     max_batch_size: int = 8
     max_batch_duration_s: float = 1.0  # a streaming batch waits at most this long
+    bucket_max_ratio: float = 1.5  # transformers: longest/shortest utterance per padded batch
+    large_model: bool = False  # one model per machine shared by the worker processes
+    model_copies: int = 1  # with large_model: copies per machine (GPU workers)
+    cpu_threads: int = 0  # 0: the backend's default
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.beam_size < 1:
-            raise ValueError("beam_size must be >= 1")
+        if self.beam_size < 1 or self.max_alternatives < 1 or self.max_batch_size < 1:
+            raise ValueError("beam_size, max_alternatives and max_batch_size must be >= 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if (
+            self.max_alternatives > 1
+            and self.temperature == 0
+            and self.max_alternatives > (self.beam_size)
+        ):
+            raise ValueError(
+                f"max_alternatives={self.max_alternatives} needs beam_size >= it "
+                f"(beam_size={self.beam_size}): the n-best list comes from the beams"
+            )
+        if self.model_copies < 1 or (self.model_copies > 1 and not self.large_model):
+            raise ValueError("model_copies > 1 needs large_model (copies per machine)")
+        if self.bucket_max_ratio < 1:
+            raise ValueError("bucket_max_ratio must be >= 1")
 
 
-def resolve_device(opts: WhisperOptions) -> tuple[str, str]:
-    """(device, compute_type) for this machine."""
-    import ctranslate2
+def detect_model(model_dir: str | Path) -> ModelKind:
+    """Which backend and model family ``model_dir`` holds; refuses what would load wrongly."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ModelLayoutError(
+            f"ASR model directory {d} does not exist; run `callqa models install` for the "
+            "embedded model or pass --asr=<model directory>"
+        )
+    if (d / "model.bin").exists():
+        missing = [f for f in ("config.json", "tokenizer.json") if not (d / f).exists()]
+        if missing:
+            raise ModelLayoutError(
+                f"{d} has a CTranslate2 model.bin but no {', '.join(missing)}; "
+                "convert the model with ct2-transformers-converter --copy_files tokenizer.json"
+            )
+        return ModelKind(BACKEND_FASTER_WHISPER, FAMILY_WHISPER)
+    cfg_path = d / "config.json"
+    if not cfg_path.exists():
+        raise ModelLayoutError(
+            f"{d} holds neither a CTranslate2 model (model.bin) nor a Hugging Face model "
+            "(config.json)"
+        )
+    cfg = json.loads(cfg_path.read_text())
+    if "thinker_config" in cfg:
+        raise ModelLayoutError(
+            f"{d} is a Qwen3-ASR checkpoint in the original layout (config.json has "
+            "thinker_config): transformers would load it without an error but with random "
+            "weights. Use the -hf checkpoint (e.g. Qwen/Qwen3-ASR-1.7B-hf), which "
+            "transformers >= 5.13 loads natively"
+        )
+    model_type = cfg.get("model_type")
+    if model_type in (FAMILY_QWEN3_ASR, FAMILY_WHISPER):
+        return ModelKind(BACKEND_TRANSFORMERS, model_type)
+    raise ModelLayoutError(
+        f"{d}: model_type {model_type!r} is not an ASR model this stage runs (qwen3_asr or whisper)"
+    )
 
-    device = opts.device
-    if device == "auto":
-        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    compute = opts.compute_type
-    if compute == "auto":
-        compute = "float16" if device == "cuda" else "int8"
-    return device, compute
+
+def validate_options(opts: AsrOptions, kind: ModelKind) -> None:
+    """Refuse, with a reason, every knob the chosen backend cannot honour."""
+    if opts.backend != "auto" and opts.backend != kind.backend:
+        raise ValueError(f"backend={opts.backend!r} but {opts.model_dir} is a {kind.backend} model")
+    if opts.model_precision not in PRECISIONS[kind.backend]:
+        raise ValueError(
+            f"model_precision={opts.model_precision!r} is not one the {kind.backend} backend "
+            f"takes ({', '.join(PRECISIONS[kind.backend])})"
+        )
+    if kind.backend == BACKEND_FASTER_WHISPER:
+        if opts.max_alternatives > 1:
+            raise ValueError(
+                "max_alternatives > 1 (n-best) is not exposed by faster-whisper; use a "
+                "transformers model directory for n-best lists"
+            )
+        if opts.large_model:
+            raise ValueError(
+                "large_model shares a PyTorch model across processes; CTranslate2 models "
+                "(faster-whisper) load per process"
+            )
+    if kind.backend == BACKEND_TRANSFORMERS:
+        if opts.enable_word_timestamps:
+            raise ValueError(
+                "enable_word_timestamps is supported by the faster-whisper backend only "
+                "(Qwen3-ASR word times need its separate forced-aligner model)"
+            )
+        if opts.cpu_threads:
+            raise ValueError("cpu_threads applies to faster-whisper; torch uses its own pool")
+    if kind.family == FAMILY_WHISPER and opts.language not in ("auto", *_WHISPER_LANGUAGES):
+        raise ValueError(f"language={opts.language!r} is not a Whisper language code")
+
+
+#: Whisper's language codes (the multilingual tokenizer's language tokens).
+_WHISPER_LANGUAGES: Final = frozenset(
+    [
+        "en",
+        "zh",
+        "de",
+        "es",
+        "ru",
+        "ko",
+        "fr",
+        "ja",
+        "pt",
+        "tr",
+        "pl",
+        "ca",
+        "nl",
+        "ar",
+        "sv",
+        "it",
+        "id",
+        "hi",
+        "fi",
+        "vi",
+        "he",
+        "uk",
+        "el",
+        "ms",
+        "cs",
+        "ro",
+        "da",
+        "hu",
+        "ta",
+        "no",
+        "th",
+        "ur",
+        "hr",
+        "bg",
+        "lt",
+        "la",
+        "mi",
+        "ml",
+        "cy",
+        "sk",
+        "te",
+        "fa",
+        "lv",
+        "bn",
+        "sr",
+        "az",
+        "sl",
+        "kn",
+        "et",
+        "mk",
+        "br",
+        "eu",
+        "is",
+        "hy",
+        "ne",
+        "mn",
+        "bs",
+        "kk",
+        "sq",
+        "sw",
+        "gl",
+        "mr",
+        "pa",
+        "si",
+        "km",
+        "sn",
+        "yo",
+        "so",
+        "af",
+        "oc",
+        "ka",
+        "be",
+        "tg",
+        "sd",
+        "gu",
+        "am",
+        "yi",
+        "lo",
+        "uz",
+        "fo",
+        "ht",
+        "ps",
+        "tk",
+        "nn",
+        "mt",
+        "sa",
+        "lb",
+        "my",
+        "bo",
+        "tl",
+        "mg",
+        "as",
+        "tt",
+        "haw",
+        "ln",
+        "ha",
+        "ba",
+        "jw",
+        "su",
+        "yue",
+    ]
+)
+
+
+def forced_language(opts: AsrOptions, utt: Utterance) -> str | None:
+    """The language to force for ``utt``, or None to identify it."""
+    if opts.language != "auto":
+        return opts.language
+    return utt.language_hint if utt.language_hint in HINTED_LANGUAGES else None
+
+
+_HAN: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD: Final = re.compile(r"[A-Za-z]{2,}")
+
+
+def language_class(text: str, language: str) -> str:
+    """zh / en / zh-en (code-switched: Han and Latin words in one utterance) / other.
+
+    From the text's scripts first (a Chinese utterance with English product names is zh-en
+    whatever the model called it), the model's language code second."""
+    han = bool(_HAN.search(text))
+    latin = bool(_LATIN_WORD.search(text))
+    if han and latin:
+        return "zh-en"
+    if han:
+        return "zh"
+    if not text.strip():
+        return ""
+    if latin and language in ("en", ""):
+        return "en"
+    return "zh" if language in ("zh", "yue") else "other"
 
 
 def utterance_samples(utt: Utterance) -> np.ndarray:
@@ -64,31 +318,63 @@ def utterance_samples(utt: Utterance) -> np.ndarray:
     return resample(samples, utt.sample_rate_hz, PIPELINE_SAMPLE_RATE_HZ)
 
 
-class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
-    """``Utterance`` → ``Transcript`` with a CTranslate2 Whisper model."""
+def make_transcript(
+    utt: Utterance,
+    opts: AsrOptions,
+    backend: str,
+    text: str,
+    language: str,
+    confidence: float,
+    words: tuple[Word, ...] = (),
+    alternatives: tuple[str, ...] = (),
+) -> Transcript:
+    text = text.strip()
+    return Transcript(
+        call_id=utt.call_id,
+        channel=utt.channel,
+        start_ms=utt.start_ms,
+        end_ms=utt.end_ms,
+        text=text,
+        language=language or "",
+        language_class=language_class(text, language or ""),
+        confidence=confidence if math.isfinite(confidence) else -100.0,
+        model_id=Path(opts.model_dir).name,
+        backend=backend,
+        words=words,
+        alternatives=alternatives,
+    )
 
-    def __init__(self, opts: WhisperOptions) -> None:
+
+def resolve_device(opts: AsrOptions) -> tuple[str, str]:
+    """(device, compute type) for the faster-whisper backend on this machine."""
+    import ctranslate2
+
+    device = opts.device
+    if device == "auto":
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    compute = opts.model_precision
+    if compute == "auto":
+        compute = "float16" if device == "cuda" else "int8"
+    return device, compute
+
+
+class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
+    """``Utterance`` → ``Transcript`` with a CTranslate2 Whisper model (faster-whisper)."""
+
+    def __init__(self, opts: AsrOptions) -> None:
         super().__init__()
         self._opts = opts
 
     def load_model(self) -> Any:
         from faster_whisper import WhisperModel
 
-        model_dir = Path(self._opts.model_dir)
-        missing = [
-            f
-            for f in ("model.bin", "config.json", "tokenizer.json")
-            if not (model_dir / f).exists()
-        ]
-        if missing:
-            raise RuntimeError(
-                f"{model_dir} is not a CTranslate2 Whisper model (missing {', '.join(missing)}); "
-                "run `callqa models install` for the embedded one or point --asr_model_dir at "
-                "a converted model"
-            )
+        validate_options(self._opts, detect_model(self._opts.model_dir))
         device, compute = resolve_device(self._opts)
         return WhisperModel(
-            str(model_dir), device=device, compute_type=compute, cpu_threads=self._opts.cpu_threads
+            self._opts.model_dir,
+            device=device,
+            compute_type=compute,
+            cpu_threads=self._opts.cpu_threads,
         )
 
     def run_inference(
@@ -97,42 +383,66 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
         model: Any,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[Transcript]:
+        o = self._opts
+        prompt = ", ".join(o.domain_terms) or None
         for utt in batch:
-            language = _FORCED_LANGUAGES.get(utt.language_hint or "")
             segments, info = model.transcribe(
                 utterance_samples(utt),
-                language=language,
-                beam_size=self._opts.beam_size,
-                initial_prompt=self._opts.initial_prompt,
+                language=forced_language(o, utt),
+                beam_size=o.beam_size,
+                # 0: Whisper's standard schedule — greedy/beam first, then higher
+                # temperatures only when the output is degenerate (repetition, low log-prob).
+                temperature=o.temperature or WHISPER_FALLBACK_TEMPERATURES,
+                initial_prompt=prompt,
+                word_timestamps=o.enable_word_timestamps,
                 condition_on_previous_text=False,
                 vad_filter=False,  # utterances come from SegmentSpeech already
             )
             segments = list(segments)
-            texts = [s.text for s in segments]
+            words = tuple(
+                Word(
+                    w.word.strip(),
+                    utt.start_ms + round(w.start * 1000),
+                    utt.start_ms + round(w.end * 1000),
+                    float(w.probability),
+                )
+                for s in segments
+                for w in (s.words or ())
+            )
             logprobs = [s.avg_logprob for s in segments]
-            yield Transcript(
-                call_id=utt.call_id,
-                channel=utt.channel,
-                start_ms=utt.start_ms,
-                end_ms=utt.end_ms,
-                text="".join(texts).strip(),
-                language=info.language,
-                confidence=float(np.mean(logprobs)) if logprobs else float("-inf"),
-                model_id=Path(self._opts.model_dir).name,
-                backend=BACKEND_FASTER_WHISPER,
+            yield make_transcript(
+                utt,
+                o,
+                BACKEND_FASTER_WHISPER,
+                "".join(s.text for s in segments),
+                info.language,
+                float(np.mean(logprobs)) if logprobs else float("-inf"),
+                words=words,
             )
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        return {
-            "max_batch_size": self._opts.max_batch_size,
-            "max_batch_duration_secs": self._opts.max_batch_duration_s,
-        }
+        return batch_kwargs(self._opts)
 
     def get_metrics_namespace(self) -> str:
         return "callqa.asr"
 
-    def share_model_across_processes(self) -> bool:
-        return False
+
+def batch_kwargs(opts: AsrOptions) -> dict[str, Any]:
+    return {
+        "max_batch_size": opts.max_batch_size,
+        "max_batch_duration_secs": opts.max_batch_duration_s,
+    }
+
+
+def model_handler(opts: AsrOptions) -> ModelHandler[Utterance, Transcript, Any]:
+    """The handler for what ``opts.model_dir`` holds, after checking every knob against it."""
+    kind = detect_model(opts.model_dir)
+    validate_options(opts, kind)
+    if kind.backend == BACKEND_FASTER_WHISPER:
+        return FasterWhisperModelHandler(opts)
+    from transforms.asr_transformers import TransformersAsrModelHandler
+
+    return TransformersAsrModelHandler(opts, kind.family)
 
 
 def transcribe_failure(failure: Any) -> DeadLetter:
@@ -156,18 +466,18 @@ class Transcribe(beam.PTransform):
     """``PCollection[Utterance]`` → ``transcripts`` (Transcript) and ``dead_letter``.
 
     RunInference batches utterances across calls (``max_batch_size``, and in streaming at most
-    ``max_batch_duration_s`` of waiting) and loads the model once per worker process.
+    ``max_batch_duration_s`` of waiting) and loads the model once per worker process (once per
+    machine with ``large_model``).
     """
 
-    def __init__(self, opts: WhisperOptions) -> None:
+    def __init__(self, opts: AsrOptions) -> None:
         super().__init__()
         self._opts = opts
+        self._handler = model_handler(opts)  # checks the directory and knobs at build time
 
     def expand(self, utterances: beam.PCollection[Utterance]) -> dict[str, beam.PCollection]:
         main, other = (
-            utterances
-            | "RunInference"
-            >> RunInference(FasterWhisperModelHandler(self._opts)).with_exception_handling()
+            utterances | "RunInference" >> RunInference(self._handler).with_exception_handling()
         )
         return {
             "transcripts": main,

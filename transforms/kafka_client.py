@@ -1,4 +1,5 @@
-"""One place that builds kafka-python consumers for the source and the offset committer."""
+"""One place that builds kafka-python clients: consumers for the source and the offset
+committer, producers for the live-transcript sink and the producer tool."""
 
 from __future__ import annotations
 
@@ -26,3 +27,20 @@ def new_consumer(
     }
     merged.update(dict(client_config))
     return KafkaConsumer(**merged)
+
+
+def new_producer(
+    bootstrap_servers: str, client_config: tuple[tuple[str, Any], ...] = (), **extra: Any
+) -> Any:
+    """An idempotence-friendly producer (``acks=all``); ``client_config`` as for consumers."""
+    from kafka import KafkaProducer
+
+    settings: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_servers.split(","),
+        "acks": "all",
+        "linger_ms": 5,
+        "max_request_size": 4 * 1024 * 1024,
+    }
+    settings.update(extra)
+    settings.update(dict(client_config))
+    return KafkaProducer(**settings)

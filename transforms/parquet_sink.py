@@ -28,7 +28,15 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck, Transcript
-from schemas.tables import CALLS, DEAD_LETTERS, TABLES, TRANSCRIPTS, Table
+from schemas.tables import (
+    CALLS,
+    DEAD_LETTERS,
+    TABLES,
+    TRANSCRIPTS,
+    Table,
+    from_arrow_row,
+    to_arrow_value,
+)
 from transforms.durable import replace_atomically
 
 _NS: Final = "callqa.sink"
@@ -110,13 +118,15 @@ _UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, tuple[OffsetAck, ...]]]]]
 
 def write_rows_file(path: Path, table: Table, rows: list[Any]) -> None:
     """Write ``rows`` to ``path`` atomically (temp file in the same directory, then rename)."""
-    columns = {name: [getattr(r, name) for r in rows] for name in table.record_type._fields}
+    columns = {
+        name: [to_arrow_value(getattr(r, name)) for r in rows] for name in table.record_type._fields
+    }
     arrow = pa.Table.from_pydict(columns, schema=table.schema)
     replace_atomically(path, lambda tmp: pq.write_table(arrow, tmp, compression="zstd"))
 
 
 def read_rows_file(path: Path, table: Table) -> list[Any]:
-    return [table.record_type(**r) for r in pq.read_table(path).to_pylist()]
+    return [from_arrow_row(table.record_type, r) for r in pq.read_table(path).to_pylist()]
 
 
 def conflicting_final(row: CallRow, existing: CallRow) -> DeadLetter:

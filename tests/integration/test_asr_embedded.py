@@ -18,7 +18,12 @@ from apache_beam.testing.util import assert_that
 
 from beam_jobs.models import install_embedded_whisper
 from schemas.records import Transcript, Utterance
-from transforms.asr import FasterWhisperModelHandler, WhisperOptions, resolve_device
+from transforms.asr import (
+    AsrOptions,
+    FasterWhisperModelHandler,
+    ModelLayoutError,
+    resolve_device,
+)
 from transforms.recordings import encode, resample
 
 pytestmark = pytest.mark.slow
@@ -60,7 +65,7 @@ def speak(text: str, path: Path) -> Utterance:
 def test_embedded_model_is_verified_and_transcribes_english(tmp_path: Path) -> None:
     model_dir = install_embedded_whisper()
     assert (model_dir / "model.bin").stat().st_size == 145_217_532
-    opts = WhisperOptions(model_dir=str(model_dir))
+    opts = AsrOptions(model_dir=str(model_dir))
     assert resolve_device(opts) == ("cpu", "int8")  # CI has no GPU
     spoken = [speak(s, tmp_path / f"{i}.wav") for i, s in enumerate(SENTENCES)]
     utterances = [u._replace(end_ms=u.end_ms + i) for i, u in enumerate(spoken)]  # unique keys
@@ -88,14 +93,28 @@ def test_embedded_model_is_verified_and_transcribes_english(tmp_path: Path) -> N
 
 
 def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
-    handler = FasterWhisperModelHandler(WhisperOptions(model_dir=str(tmp_path)))
-    with pytest.raises(RuntimeError, match="not a CTranslate2 Whisper model"):
+    handler = FasterWhisperModelHandler(AsrOptions(model_dir=str(tmp_path)))
+    with pytest.raises(ModelLayoutError, match="neither a CTranslate2 model"):
         handler.load_model()
+
+
+def test_word_timestamps_are_in_event_time(tmp_path: Path) -> None:
+    opts = AsrOptions(model_dir=str(install_embedded_whisper()), enable_word_timestamps=True)
+    handler = FasterWhisperModelHandler(opts)
+    utt = speak(SENTENCES[1], tmp_path / "w.wav")
+    [t] = handler.run_inference([utt], handler.load_model())
+    words = [w.text.lower().strip(".,") for w in t.words]
+    assert words[:6] == ["i", "would", "like", "to", "check", "the"], words
+    assert " ".join(words) == t.text.lower().strip(".").replace(",", "")
+    starts = [w.start_ms for w in t.words]
+    assert starts == sorted(starts)
+    assert utt.start_ms <= t.words[0].start_ms and t.words[-1].end_ms <= utt.end_ms + 100
+    assert all(0.0 <= w.probability <= 1.0 for w in t.words)
 
 
 def test_silence_yields_no_words() -> None:
     model_dir = install_embedded_whisper()
-    handler = FasterWhisperModelHandler(WhisperOptions(model_dir=str(model_dir)))
+    handler = FasterWhisperModelHandler(AsrOptions(model_dir=str(model_dir)))
     model = handler.load_model()
     quiet = encode(np.zeros(16000, dtype=np.float32), "pcm_s16le")
     [t] = handler.run_inference([Utterance("q", "customer", 0, 1000, 16000, quiet, None)], model)

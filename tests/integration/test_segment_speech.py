@@ -21,7 +21,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_jobs.models import install_embedded_whisper
 from schemas.records import AudioChunk, Transcript, Utterance
-from transforms.asr import FasterWhisperModelHandler, WhisperOptions
+from transforms.asr import AsrOptions, FasterWhisperModelHandler
 from transforms.recordings import encode, resample
 from transforms.segment import SegmentOptions, SegmentSpeech, find_utterances
 
@@ -72,7 +72,7 @@ def test_two_phrases_become_two_utterances_and_transcripts(tmp_path: Path) -> No
     for c in chunks_of(samples):
         stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
     stream = stream.advance_watermark_to_infinity()
-    handler = FasterWhisperModelHandler(WhisperOptions(str(install_embedded_whisper())))
+    handler = FasterWhisperModelHandler(AsrOptions(str(install_embedded_whisper())))
 
     def check_utterances(utts: list[Utterance]) -> None:
         utts = sorted(utts, key=lambda u: u.start_ms)

@@ -1,20 +1,27 @@
-"""The streaming job with --asr=embedded on Prism, fed by the real Kafka source: a spoken call
-produced while the job runs comes out as utterance transcripts in the transcripts table,
-beside its call row."""
+"""The streaming job with ASR on Prism, fed by the real Kafka source: a spoken call produced
+while the job runs comes out as utterance transcripts in the transcripts table, beside its
+call row, and as live transcript events on the transcripts topic (contract v1)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 import soundfile as sf
+from kafka import KafkaConsumer
 
 from beam_jobs import warehouse
 from beam_jobs.producer import CallAudio, call_events, new_producer, send_events
+from beam_jobs.random_models import build_random_qwen3_asr
+from beam_jobs.services import create_topic, unique_name
+from schemas.transcript_events import SCHEMA_PATH
 from tests.integration.harness import job_args, streaming_job
 from transforms.recordings import resample
 
@@ -30,34 +37,93 @@ def _say(text: str, path: Path) -> np.ndarray:
     return resample(x, rate, 16000)
 
 
-def test_streaming_job_writes_transcripts(
-    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
-) -> None:
+def spoken_call(call_id: str, tmp_path: Path) -> CallAudio:
+    """The agent speaks, then the customer (English, espeak-ng)."""
     assert shutil.which("espeak-ng"), "espeak-ng is missing: deploy/local/setup.sh installs it"
     agent, customer = _say(AGENT, tmp_path / "a.wav"), _say(CUSTOMER, tmp_path / "c.wav")
     n = len(agent) + len(customer) + 32000
     tracks = {"agent": np.zeros(n, np.float32), "customer": np.zeros(n, np.float32)}
-    tracks["agent"][8000 : 8000 + len(agent)] = agent  # agent speaks, then the customer
+    tracks["agent"][8000 : 8000 + len(agent)] = agent
     start_c = 8000 + len(agent) + 8000
     tracks["customer"][start_c : start_c + len(customer)] = customer
-    call = CallAudio("tx-1", 16000, tracks, language_hint="en")
+    return CallAudio(call_id, 16000, tracks, language_hint="en")
+
+
+def live_transcripts(bootstrap: str, topic: str, count: int, timeout_s: float) -> list[Any]:
+    """The first ``count`` records of ``topic`` (or fewer at the deadline)."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(got) < count:
+            for records in consumer.poll(timeout_ms=500).values():
+                got.extend(records)
+    finally:
+        consumer.close()
+    return got
+
+
+def run_spoken_call(
+    bootstrap: str, prism: str, topic: str, tmp_path: Path, asr: str, call_id: str
+) -> tuple[list[tuple], list[Any]]:
+    """Produce one spoken call while the job runs; its transcript rows and Kafka records."""
+    live_topic = unique_name("callqa-live")
+    create_topic(bootstrap, live_topic, partitions=2)
     out = tmp_path / "out"
-    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--asr=embedded",
-                    "--live_interval_s=0")  # fmt: skip
+    argv = job_args(bootstrap, topic, out, prism, f"--asr={asr}", "--live_interval_s=0",
+                    f"--transcripts_topic={live_topic}", "--asr_max_new_tokens=32")  # fmt: skip
     with streaming_job(argv):
-        producer = new_producer(kafka_bootstrap)
-        events = call_events(call, int(time.time() * 1000) + 2000)
+        producer = new_producer(bootstrap)
+        events = call_events(spoken_call(call_id, tmp_path), int(time.time() * 1000) + 2000)
         send_events(producer, topic, events, realtime=True, progress=False)
         producer.close()
-        deadline = time.monotonic() + 90
+        records = live_transcripts(bootstrap, live_topic, 2, timeout_s=90)
+        deadline = time.monotonic() + 30
         rows: list[tuple] = []
         while time.monotonic() < deadline and len(rows) < 2:
             if list((out / "transcripts").glob("*/*.parquet")):
                 rows = warehouse.query(
-                    f"SELECT channel, text, language FROM read_parquet('{out}/transcripts/*/*"
-                    ".parquet') ORDER BY start_ms"
+                    f"SELECT channel, text, language, backend, start_ms FROM read_parquet("
+                    f"'{out}/transcripts/*/*.parquet') ORDER BY start_ms"
                 )
             time.sleep(0.5)
+    assert warehouse.final_calls(out)[0]["call_id"] == call_id
+    schema = json.loads(SCHEMA_PATH.read_text())
+    for r in records:
+        jsonschema.validate(json.loads(r.value), schema)
+        assert r.key == call_id.encode()
+        assert dict(r.headers) == {"schema_version": b"1", "type": b"transcript"}
+    return rows, records
+
+
+def test_streaming_job_writes_and_publishes_transcripts(
+    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
+) -> None:
+    rows, records = run_spoken_call(
+        kafka_bootstrap, prism_location, topic, tmp_path, "embedded", "tx-1"
+    )
     assert [r[0] for r in rows] == ["agent", "customer"], rows
     assert "help" in rows[0][1].lower() and "account" in rows[1][1].lower(), rows
-    assert warehouse.final_calls(out)[0]["call_id"] == "tx-1"
+    events = sorted((json.loads(r.value) for r in records), key=lambda e: e["start_ms"])
+    assert [(e["channel"], e["text"], e["start_ms"]) for e in events] == [
+        (r[0], r[1], r[4]) for r in rows
+    ]
+    assert all(e["language"] == "en" and e["language_class"] == "en" for e in events)
+
+
+def test_qwen3_asr_path_runs_in_the_streaming_job(
+    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
+) -> None:
+    """The transformers Qwen3-ASR path through the same stage, job and sinks (tiny random
+    model: the text is noise; the utterances, their times and the contract are not)."""
+    model = build_random_qwen3_asr(tmp_path / "tiny-qwen3-asr")
+    rows, records = run_spoken_call(
+        kafka_bootstrap, prism_location, topic, tmp_path, str(model), "tx-q"
+    )
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        ("agent", "en", "transformers"),
+        ("customer", "en", "transformers"),
+    ], rows
+    assert len(records) == 2

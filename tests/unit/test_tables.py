@@ -3,6 +3,7 @@ tell the consumers, then update this file."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -55,7 +56,7 @@ def columns(schema: pa.Schema) -> list[tuple[str, str, bool]]:
 
 def test_calls_schema_is_pinned() -> None:
     assert columns(CALLS.schema) == CALLS_COLUMNS
-    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"1"}
+    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"2"}
     assert (CALLS.name, CALLS.record_type) == ("calls", CallRow)
 
 
@@ -63,13 +64,13 @@ def test_dead_letters_schema_is_pinned() -> None:
     assert columns(DEAD_LETTERS.schema) == DEAD_LETTERS_COLUMNS
     assert DEAD_LETTERS.schema.metadata == {
         b"callqa.table": b"dead_letters",
-        b"callqa.version": b"1",
+        b"callqa.version": b"2",
     }
     assert (DEAD_LETTERS.name, DEAD_LETTERS.record_type) == ("dead_letters", DeadLetter)
 
 
 def test_table_version_and_registry() -> None:
-    assert TABLE_VERSION == "1"
+    assert TABLE_VERSION == "2"
     assert [t.name for t in TABLES] == ["calls", "dead_letters", "transcripts"]
 
 
@@ -83,10 +84,34 @@ def test_transcripts_schema_golden() -> None:
         ("end_ms", "int64", False),
         ("text", "string", False),
         ("language", "string", False),
+        ("language_class", "string", False),
         ("confidence", "double", False),
         ("model_id", "string", False),
         ("backend", "string", False),
+        (
+            "words",
+            "list<item: struct<text: string not null, start_ms: int64 not null, "
+            "end_ms: int64 not null, probability: double not null> not null>",
+            False,
+        ),
+        ("alternatives", "list<item: string not null>", False),
     ]
+
+
+def test_nested_transcript_round_trips_through_parquet(tmp_path: Path) -> None:
+    from schemas.records import Transcript, Word
+    from schemas.tables import TRANSCRIPTS
+    from transforms.parquet_sink import read_rows_file, write_rows_file
+
+    t = Transcript(
+        "c1", "agent", 1000, 2500, "hello 你好", "zh", "zh-en", -0.2, "m", "transformers",
+        (Word("hello", 1000, 1400, 0.9), Word("你好", 1500, 2400, 0.8)),
+        ("hello 你号",),
+    )  # fmt: skip
+    empty = t._replace(start_ms=3000, words=(), alternatives=())
+    path = tmp_path / "t.parquet"
+    write_rows_file(path, TRANSCRIPTS, [t, empty])
+    assert read_rows_file(path, TRANSCRIPTS) == [t, empty]
 
 
 def test_schema_follows_the_record_fields() -> None:

@@ -1,0 +1,148 @@
+"""ASR options: model-directory detection (incl. the Qwen3-ASR layout check), every knob
+honoured or refused per backend, language classes, length buckets (no model loaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from beam_jobs.config import domain_terms
+from schemas.records import Utterance
+from transforms.asr import (
+    AsrOptions,
+    ModelKind,
+    ModelLayoutError,
+    detect_model,
+    forced_language,
+    language_class,
+    validate_options,
+)
+from transforms.asr_transformers import length_buckets
+
+CT2 = ModelKind("faster-whisper", "whisper")
+QWEN = ModelKind("transformers", "qwen3_asr")
+HF_WHISPER = ModelKind("transformers", "whisper")
+
+
+def _hf_dir(tmp_path: Path, config: dict) -> Path:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_ctranslate2_directory_is_faster_whisper(tmp_path: Path) -> None:
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    assert detect_model(tmp_path) == CT2
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(ModelLayoutError, match="no tokenizer.json"):
+        detect_model(tmp_path)
+
+
+def test_hf_directories_are_transformers(tmp_path: Path) -> None:
+    assert detect_model(_hf_dir(tmp_path, {"model_type": "qwen3_asr"})) == QWEN
+    assert detect_model(_hf_dir(tmp_path, {"model_type": "whisper"})) == HF_WHISPER
+
+
+def test_original_qwen3_asr_layout_is_refused(tmp_path: Path) -> None:
+    # The original checkpoint loads in transformers without an error, with random weights.
+    d = _hf_dir(tmp_path, {"model_type": "qwen3_asr", "thinker_config": {"audio_config": {}}})
+    with pytest.raises(ModelLayoutError, match="original layout.*random weights.*-hf"):
+        detect_model(d)
+
+
+def test_other_directories_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLayoutError, match="does not exist"):
+        detect_model(tmp_path / "nope")
+    with pytest.raises(ModelLayoutError, match="neither"):
+        detect_model(tmp_path)
+    with pytest.raises(ModelLayoutError, match="'bert' is not an ASR model"):
+        detect_model(_hf_dir(tmp_path, {"model_type": "bert"}))
+
+
+@pytest.mark.parametrize(
+    ("kind", "knobs", "error"),
+    [
+        (CT2, {"max_alternatives": 2}, r"\(n-best\) is not exposed by faster-whisper"),
+        (CT2, {"large_model": True}, "CTranslate2"),
+        (CT2, {"model_precision": "bf16"}, "not one the faster-whisper backend takes"),
+        (QWEN, {"enable_word_timestamps": True}, "faster-whisper backend only"),
+        (QWEN, {"model_precision": "int8"}, "not one the transformers backend takes"),
+        (QWEN, {"cpu_threads": 2}, "torch uses its own pool"),
+        (QWEN, {"backend": "faster-whisper"}, "is a transformers model"),
+        (HF_WHISPER, {"language": "klingon"}, "not a Whisper language code"),
+    ],
+)
+def test_unsupported_knobs_are_refused_with_a_reason(
+    kind: ModelKind, knobs: dict, error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        validate_options(AsrOptions(model_dir="m", **knobs), kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "knobs"),
+    [
+        (CT2, {"enable_word_timestamps": True, "temperature": 0.4, "beam_size": 1}),
+        (CT2, {"model_precision": "float32", "language": "zh", "domain_terms": ("refund",)}),
+        (QWEN, {"max_alternatives": 3, "beam_size": 4, "model_precision": "bf16"}),
+        (QWEN, {"large_model": True, "model_copies": 2, "language": "yue"}),
+        (HF_WHISPER, {"language": "en", "temperature": 0.2}),
+    ],
+)
+def test_supported_knobs_pass(kind: ModelKind, knobs: dict) -> None:
+    validate_options(AsrOptions(model_dir="m", **knobs), kind)
+
+
+def test_inconsistent_knobs_are_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="needs beam_size >= it"):
+        AsrOptions(model_dir="m", max_alternatives=4, beam_size=2)
+    with pytest.raises(ValueError, match="needs large_model"):
+        AsrOptions(model_dir="m", model_copies=2)
+    with pytest.raises(ValueError, match="device"):
+        AsrOptions(model_dir="m", device="tpu")
+    AsrOptions(model_dir="m", max_alternatives=4, beam_size=1, temperature=0.8)  # sampled
+
+
+def test_language_hints_force_zh_and_en_only_when_auto() -> None:
+    utt = Utterance("c", "agent", 0, 1, 16000, b"", "zh")
+    assert forced_language(AsrOptions(model_dir="m"), utt) == "zh"
+    assert forced_language(AsrOptions(model_dir="m"), utt._replace(language_hint="fr")) is None
+    assert forced_language(AsrOptions(model_dir="m"), utt._replace(language_hint=None)) is None
+    assert forced_language(AsrOptions(model_dir="m", language="en"), utt) == "en"
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("thank you for calling", "en", "en"),
+        ("您好，请问有什么可以帮您", "zh", "zh"),
+        ("我想查一下我的 account balance", "zh", "zh-en"),
+        ("OK 好的", "en", "zh-en"),
+        ("bonjour madame", "fr", "other"),
+        ("", "en", ""),
+        ("ni hao", "zh", "zh"),  # romanised Mandarin the model called zh
+    ],
+)
+def test_language_class(text: str, language: str, expected: str) -> None:
+    assert language_class(text, language) == expected
+
+
+def test_length_buckets_keep_padding_small() -> None:
+    lengths = [16000, 80000, 17000, 160000, 20000, 90000]
+    buckets = length_buckets(lengths, max_ratio=1.5, max_size=8)
+    assert buckets == [[0, 2, 4], [1, 5], [3]]
+    assert length_buckets(lengths, max_ratio=100, max_size=2) == [[0, 2], [4, 1], [5, 3]]
+    for b in buckets:
+        assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
+
+
+def test_domain_terms_from_list_or_file(tmp_path: Path) -> None:
+    assert domain_terms("") == ()
+    assert domain_terms(" refund, 退款 ,,VIP ") == ("refund", "退款", "VIP")
+    f = tmp_path / "terms.txt"
+    f.write_text("# products\nGold Card\n信用卡  # credit card\n\n")
+    assert domain_terms(f"@{f}") == ("Gold Card", "信用卡")
+    with pytest.raises(ValueError, match="cannot read"):
+        domain_terms(f"@{tmp_path / 'missing.txt'}")
