@@ -93,7 +93,7 @@ def _run(argv: Sequence[str]) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from beam_jobs.demo import run_demo
 
-    return run_demo(args.output_dir, args.calls, args.call_s)
+    return run_demo(args.output_dir, args.asr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,8 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     d = sub.add_parser("demo", help="Kafka + Prism + producer + streaming job, end to end")
     d.add_argument("--output-dir", default="out/demo")
-    d.add_argument("--calls", type=int, default=8)
-    d.add_argument("--call-s", type=float, default=12.0)
+    d.add_argument(
+        "--asr", default="embedded", help="embedded | a model directory (see callqa run --asr)"
+    )
     d.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

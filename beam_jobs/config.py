@@ -91,6 +91,13 @@ class StreamingJobOptions(PipelineOptions):
             help="comma-separated terms that bias recognition, or @FILE with one per line",
         )
         g.add_argument("--asr_max_new_tokens", type=int, default=256)
+        g.add_argument(
+            "--asr_min_window_s",
+            type=float,
+            default=10.0,
+            help="faster-whisper: shortest encoder window per utterance (30: Whisper's padded "
+            "standard; shorter is faster on short utterances)",
+        )
         g.add_argument("--asr_max_batch_size", type=int, default=8)
         g.add_argument("--asr_max_batch_duration_s", type=float, default=1.0)
         g.add_argument(
@@ -174,6 +181,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             language=o.asr_language,
             domain_terms=domain_terms(o.asr_domain_terms),
             max_new_tokens=o.asr_max_new_tokens,
+            min_window_s=o.asr_min_window_s,
             max_batch_size=o.asr_max_batch_size,
             max_batch_duration_s=o.asr_max_batch_duration_s,
             large_model=o.asr_large_model,

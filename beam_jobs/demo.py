@@ -1,24 +1,34 @@
 """``callqa demo``: the whole streaming path on embedded defaults, end to end.
 
-Starts the local Kafka broker (installing it on first use), builds Prism if needed, starts the
-streaming job on Prism, then produces synthetic two-party calls *while the job runs* (real-time
-pace, interleaved, plus a few malformed events), waits until every call has its final row,
-cancels the job and prints a summary read back from the Parquet output with DuckDB.
+Starts the local Kafka broker (installing it on first use), builds Prism if needed, speaks the
+scripted demo calls (English, Mandarin, zh/en code-switched; espeak-ng), starts the streaming
+job with the embedded ASR model on Prism, then produces the calls *while the job runs*
+(real-time pace, interleaved, plus a few malformed events) and follows the live-transcripts
+topic. When every call has its final row it cancels the job and prints, read back from the
+Parquet output with DuckDB: the call rows, each call's transcript scored against its script
+(WER / CER / MER), the end-of-utterance → Kafka latency and the dead letters.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from beam_jobs import warehouse
+from beam_jobs.asr_eval import UNITS, error_counts
+from beam_jobs.config import DEFAULT_TRANSCRIPTS_TOPIC
+from beam_jobs.demo_calls import demo_calls
 from beam_jobs.pipeline import make_pipeline
-from beam_jobs.producer import call_events, interleave, new_producer, send_events, synthetic_call
+from beam_jobs.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.services import create_topic, default_broker, prism_binary
+from schemas.audio import DEFAULT_CHUNK_MS
 
 DEMO_MALFORMED = (
     ("bad-version", [("schema_version", b"99")], b"\x00\x00"),
@@ -37,16 +47,51 @@ DEMO_MALFORMED = (
 )  # fmt: skip
 
 
-def run_demo(output_dir: str, n_calls: int, call_s: float) -> int:
+class LiveFollower:
+    """Reads the live-transcripts topic in a thread; keeps (receive ms, event) pairs."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.events: list[tuple[int, dict[str, Any]]] = []
+        self._consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=200).values():
+                now = int(time.time() * 1000)
+                self.events.extend((now, json.loads(r.value)) for r in records)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run_demo(output_dir: str, asr: str = "embedded") -> int:
     out = Path(output_dir)
     if out.exists():
         shutil.rmtree(out)
     broker = default_broker()
-    print(f"[1/5] Kafka: starting on {broker.bootstrap_servers} (first run installs it) ...")
+    print(f"[1/6] Kafka: starting on {broker.bootstrap_servers} (first run installs it) ...")
     broker.start()
-    print(f"[2/5] Prism: {prism_binary()}")
+    print(f"[2/6] Prism: {prism_binary()}")
+    print("[3/6] speaking the demo calls (espeak-ng: English, Mandarin, zh/en code-switched) ...")
+    calls = demo_calls()
     topic = f"callqa.demo.{int(time.time())}"
     create_topic(broker.bootstrap_servers, topic, partitions=4)
+    live_topic = f"{DEFAULT_TRANSCRIPTS_TOPIC}.{topic}"
+    create_topic(broker.bootstrap_servers, live_topic, partitions=2)
     argv = [
         "--streaming",
         f"--kafka_bootstrap_servers={broker.bootstrap_servers}",
@@ -55,25 +100,31 @@ def run_demo(output_dir: str, n_calls: int, call_s: float) -> int:
         f"--output_dir={out}",
         "--inactivity_gap_s=10",
         "--live_interval_s=4",
+        f"--asr={asr}",
+        f"--transcripts_topic={live_topic}",
     ]
     pipeline, _ = make_pipeline(argv)
-    print(f"[3/5] streaming job on Prism: {topic} → {out}")
+    print(f"[4/6] streaming job on Prism (ASR: {asr}): {topic} → {out}, live → {live_topic}")
     result = pipeline.run()
+    follower = LiveFollower(broker.bootstrap_servers, live_topic)
     try:
-        start_ms = int(time.time() * 1000) + 1000
-        calls = [synthetic_call(f"demo-{i:02d}", call_s, seed=i) for i in range(n_calls)]
-        streams = [call_events(c, start_ms + i * 700) for i, c in enumerate(calls)]
+        start_ms = int(time.time() * 1000) + 3000
+        streams = [call_events(c.audio, start_ms + i * 1500) for i, c in enumerate(calls)]
         total = sum(len(s) for s in streams)
-        print(f"[4/5] producing {n_calls} calls ({total} chunks) at real-time pace ...")
+        seconds = max(len(c.audio.channels["agent"]) for c in calls) / 16000
+        print(f"[5/6] producing {len(calls)} calls ({total} chunks, ~{seconds:.0f} s each) "
+              "at real-time pace ...")  # fmt: skip
         producer = new_producer(broker.bootstrap_servers)
         for key, headers, value in DEMO_MALFORMED:
             producer.send(topic, key=key.encode(), value=value, headers=headers)
-        t_produced = time.time()
         send_events(producer, topic, interleave(streams), realtime=True, total=total)
         t_produced = time.time()
-        rows = warehouse.wait_for_final_calls(out, [c.call_id for c in calls], timeout_s=120)
+        ids = [c.audio.call_id for c in calls]
+        rows = warehouse.wait_for_final_calls(out, ids, timeout_s=180)
         t_final = time.time()
+        _wait_for_last_turns(follower, calls, streams, timeout_s=90)
     finally:
+        follower.close()
         # Cancelling tears the in-process SDK worker down mid-bundle: it prints the aborted
         # bundles' tracebacks to stderr. They are expected; keep them off the demo's output.
         for name in ("apache_beam.runners.worker", "PrismRunner"):
@@ -81,25 +132,94 @@ def run_demo(output_dir: str, n_calls: int, call_s: float) -> int:
         with contextlib.redirect_stderr(io.StringIO()):
             result.cancel()
             time.sleep(2)
-    print(f"[5/5] job cancelled; last final row {t_final - t_produced:.1f} s after the last chunk")
-    print()
-    print(
-        f"{'call':<10}{'ver':>4}{'reason':>13}{'agent_s':>9}{'cust_s':>8}{'chunks':>8}{'gaps':>6}"
-    )
-    for r in rows.values():
-        print(
-            f"{r['call_id']:<10}{r['version']:>4}{r['close_reason']:>13}"
-            f"{r['agent_audio_s']:>9.1f}{r['customer_audio_s']:>8.1f}"
-            f"{r['chunk_count']:>8}{r['missing_seq_count']:>6}"
-        )
+    print(f"[6/6] job cancelled; last final row {t_final - t_produced:.1f} s after the last chunk")
+    _print_calls(rows)
+    scored = _print_transcripts(out, calls)
+    _print_latency(follower)
     live = sum(1 for r in warehouse.all_call_rows(out) if not r["is_final"])
     dls = warehouse.dead_letters(out)
     print()
-    print(f"final calls: {len(rows)}/{n_calls}; live rows: {live}; dead letters: {len(dls)}")
+    print(
+        f"final calls: {len(rows)}/{len(calls)}; live rows: {live}; "
+        f"live transcripts on Kafka: {len(follower.events)}; dead letters: {len(dls)}"
+    )
     for dl in dls:
         print(f"  dead letter [{dl['stage']}/{dl['reason']}] key={dl['call_id']}: {dl['message']}")
     print()
     print("Kafka keeps running for the next run: `callqa kafka stop` stops it.")
-    print("Query it:  duckdb -c \"SELECT * FROM read_parquet('" + str(out) +
-          "/calls/*/*.parquet', hive_partitioning=true) WHERE is_final\"")  # fmt: skip
-    return 0 if len(rows) == n_calls else 1
+    glob = f"{out}/transcripts/*/*.parquet"
+    print(
+        f"Query it:  duckdb -c \"SELECT * FROM read_parquet('{glob}', hive_partitioning=true) "
+        'ORDER BY call_id, start_ms"'
+    )
+    return 0 if len(rows) == len(calls) and scored else 1
+
+
+def _wait_for_last_turns(
+    follower: LiveFollower, calls: list[Any], streams: list[list[Any]], timeout_s: float
+) -> None:
+    """Until each channel's last scripted turn has a live transcript (ASR may lag the audio)."""
+    wanted: dict[tuple[str, str], int] = {}
+    for call, events in zip(calls, streams, strict=True):
+        t0 = events[0].capture_time_ms
+        for turn in call.turns:
+            wanted[(call.audio.call_id, turn.role)] = t0 + int(turn.start_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done: dict[tuple[str, str], int] = {}
+        for _, e in list(follower.events):
+            key = (e["call_id"], e["channel"])
+            done[key] = max(done.get(key, 0), e["end_ms"])
+        if all(done.get(k, 0) > start for k, start in wanted.items()):
+            return
+        time.sleep(0.3)
+
+
+def _print_calls(rows: dict[str, dict[str, Any]]) -> None:
+    print()
+    print(f"{'call':<18}{'ver':>4}{'reason':>13}{'agent_s':>9}{'cust_s':>8}{'chunks':>8}"
+          f"{'gaps':>6}")  # fmt: skip
+    for r in rows.values():
+        print(
+            f"{r['call_id']:<18}{r['version']:>4}{r['close_reason']:>13}"
+            f"{r['agent_audio_s']:>9.1f}{r['customer_audio_s']:>8.1f}"
+            f"{r['chunk_count']:>8}{r['missing_seq_count']:>6}"
+        )
+
+
+def _print_transcripts(out: Path, calls: list[Any]) -> bool:
+    """Each call's transcript beside its script and error rate; True when all have text."""
+    rows = warehouse.transcripts(out)
+    pooled: dict[str, list[int]] = {}
+    complete = True
+    for call in calls:
+        cid = call.audio.call_id
+        mine = [r for r in rows if r["call_id"] == cid]
+        hypothesis = " ".join(r["text"] for r in mine)
+        errors, n = error_counts(call.reference(), hypothesis)
+        unit = UNITS[call.language]
+        pooled.setdefault(unit, [0, 0])
+        pooled[unit][0] += errors
+        pooled[unit][1] += n
+        complete &= bool(mine)
+        print()
+        print(f"── {cid} ({call.language}) {unit} {errors / max(1, n):.3f} "
+              f"({len(mine)} utterances) ──")  # fmt: skip
+        for r in mine:
+            t_s = (r["start_ms"] - mine[0]["start_ms"]) / 1000
+            print(f"  {t_s:5.1f}s {r['channel']:<8} [{r['language_class'] or '-':>5}] {r['text']}")
+        print(f"  script: {call.reference()}")
+    print()
+    print("error rates over the demo calls: " + ", ".join(
+        f"{unit} {e / max(1, n):.3f} ({n} tokens)" for unit, (e, n) in pooled.items()
+    ))  # fmt: skip
+    return complete
+
+
+def _print_latency(follower: LiveFollower) -> None:
+    # A producer sends a chunk once its audio is captured, DEFAULT_CHUNK_MS after its capture
+    # time; the demo's producer sends it at its capture time, so the chunk length is added.
+    lat = [(recv - e["end_ms"] + DEFAULT_CHUNK_MS) / 1000 for recv, e in follower.events]
+    if lat:
+        print(f"end of utterance → transcript on Kafka: p50 {percentile(lat, 0.5):.2f} s, "
+              f"p95 {percentile(lat, 0.95):.2f} s over {len(lat)} utterances")  # fmt: skip

@@ -51,10 +51,19 @@ def send_events(
     ``realtime``: each event is sent when the wall clock reaches its capture time (events from
     the past go at once). Otherwise as fast as the broker takes them.
     """
+    import sys
+
     from tqdm import tqdm
 
     sent = 0
-    bar = tqdm(total=total, unit="chunk", disable=not progress, desc=f"→ {topic}")
+    # Redrawn in place on a terminal; into a log or pipe, a line every 10 s at most.
+    bar = tqdm(
+        total=total,
+        unit="chunk",
+        disable=not progress,
+        desc=f"→ {topic}",
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,
+    )
     for event in events:
         if realtime and event.capture_time_ms is not None:
             delay = event.capture_time_ms / 1000.0 - time.time()

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from schemas.tables import CALLS, DEAD_LETTERS
+from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
 
 
 def _glob(root: str | Path, table: str) -> str:
@@ -74,3 +74,14 @@ def wait_for_final_calls(
         if wanted <= rows.keys() or time.monotonic() > deadline:
             return rows
         time.sleep(poll_s)
+
+
+def transcripts(root: str | Path) -> list[dict[str, Any]]:
+    """Every transcript row, in (call, start) order."""
+    if not _has_files(root, TRANSCRIPTS.name):
+        return []
+    rel = _relation(
+        f"SELECT * FROM read_parquet('{_glob(root, TRANSCRIPTS.name)}', hive_partitioning = true)"
+        " ORDER BY call_id, start_ms, channel"
+    )
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]

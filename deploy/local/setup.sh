@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr]"
+.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr,speech]"
 # Debian tools: kcat (the non-Python producer in the README), espeak-ng + sox (speech for
 # the ASR tests).
 missing=""

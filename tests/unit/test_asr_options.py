@@ -16,8 +16,10 @@ from transforms.asr import (
     ModelLayoutError,
     detect_model,
     forced_language,
+    is_repetitive,
     language_class,
     validate_options,
+    whisper_window_frames,
 )
 from transforms.asr_transformers import length_buckets
 
@@ -64,7 +66,7 @@ def test_other_directories_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "knobs", "error"),
     [
-        (CT2, {"max_alternatives": 2}, r"\(n-best\) is not exposed by faster-whisper"),
+        (CT2, {"max_alternatives": 2, "enable_word_timestamps": True}, "cannot be combined"),
         (CT2, {"large_model": True}, "CTranslate2"),
         (CT2, {"model_precision": "bf16"}, "not one the faster-whisper backend takes"),
         (QWEN, {"enable_word_timestamps": True}, "faster-whisper backend only"),
@@ -146,3 +148,19 @@ def test_domain_terms_from_list_or_file(tmp_path: Path) -> None:
     assert domain_terms(f"@{f}") == ("Gold Card", "信用卡")
     with pytest.raises(ValueError, match="cannot read"):
         domain_terms(f"@{tmp_path / 'missing.txt'}")
+
+
+def test_whisper_window_fits_the_utterance_within_bounds() -> None:
+    assert whisper_window_frames(300, min_window_s=10) == 1000  # 3 s → the 10 s minimum
+    assert whisper_window_frames(1250, min_window_s=10) == 1400  # 12.5 s + 1 s → 14 s
+    assert whisper_window_frames(1300, min_window_s=10) == 1400
+    assert whisper_window_frames(2950, min_window_s=10) == 3000  # capped at Whisper's 30 s
+    assert whisper_window_frames(300, min_window_s=30) == 3000  # the standard window
+    with pytest.raises(ValueError, match="min_window_s"):
+        AsrOptions(model_dir="m", min_window_s=45)
+
+
+def test_decoding_loops_are_detected() -> None:
+    assert is_repetitive("I'm sorry, " * 40)
+    assert is_repetitive("斜斷" * 60)
+    assert not is_repetitive("Thank you for calling customer service. How can I help you today?")
