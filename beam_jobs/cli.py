@@ -123,11 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from beam_jobs.bench import main as bench_main
 
         return bench_main(argv[2:])
+    if argv[:2] in (["bench", "asr"], ["bench", "latency"]):
+        from beam_jobs.bench_asr import main as bench_asr_main
+
+        return bench_asr_main(argv[1:])
     parser = argparse.ArgumentParser(prog="callqa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
     sub.add_parser("batch", help="the same stages over recordings on disk (--recordings=GLOB)")
-    sub.add_parser("bench", help="benchmarks: `callqa bench ingest --help`")
+    sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency --help`")
 
     k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")
     k.add_argument("action", choices=["install", "start", "stop", "status", "create-topic"])

