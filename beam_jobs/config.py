@@ -86,6 +86,12 @@ class StreamingJobOptions(PipelineOptions):
             "code that forces one language",
         )
         g.add_argument(
+            "--asr_language_candidates",
+            default="zh,en",
+            help="languages expected on the calls (language id prefers them); '' accepts "
+            "the model's top guess",
+        )
+        g.add_argument(
             "--asr_domain_terms",
             default="",
             help="comma-separated terms that bias recognition, or @FILE with one per line",
@@ -194,6 +200,9 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             max_alternatives=o.asr_max_alternatives,
             enable_word_timestamps=o.asr_enable_word_timestamps,
             language=o.asr_language,
+            language_candidates=tuple(
+                c.strip() for c in o.asr_language_candidates.split(",") if c.strip()
+            ),
             domain_terms=domain_terms(o.asr_domain_terms),
             max_new_tokens=o.asr_max_new_tokens,
             min_window_s=o.asr_min_window_s,

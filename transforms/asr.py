@@ -50,6 +50,8 @@ PRECISIONS: Final[dict[str, tuple[str, ...]]] = {
 }  # fmt: skip
 #: faster-whisper's default: retried at these temperatures when a decode looks degenerate.
 WHISPER_FALLBACK_TEMPERATURES: Final = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+#: A language outside ``language_candidates`` is reported only when this likely.
+OTHER_LANGUAGE_MIN_P: Final = 0.8
 #: Re-decodes of a repetitive output (sampled, batched), after the first deterministic one.
 WHISPER_RETRY_TEMPERATURES: Final = (0.4, 0.8)
 #: Event-header language hints that force a language when ``language`` is "auto".
@@ -76,6 +78,9 @@ class AsrOptions:
     max_alternatives: int = 1  # n-best: hypotheses kept per utterance (top + alternatives)
     enable_word_timestamps: bool = False
     language: str = "auto"  # auto: a zh/en header hint forces it, else identified per utterance
+    # Languages expected on the calls: language id prefers them unless another is clearly more
+    # likely (faster-whisper's ranked detection; () accepts Whisper's top guess).
+    language_candidates: tuple[str, ...] = ("zh", "en")
     domain_terms: tuple[str, ...] = ()  # bias recognition (Whisper prompt, Qwen3-ASR context)
     max_new_tokens: int = 256  # transformers: cap per utterance
     max_batch_size: int = 8
@@ -392,6 +397,17 @@ def _same_window_buckets(windows: Sequence[int], max_size: int) -> list[list[int
     return [g[k : k + max_size] for g in groups.values() for k in range(0, len(g), max_size)]
 
 
+def pick_language(ranked: Sequence[tuple[str, float]], candidates: Sequence[str]) -> str:
+    """Whisper's ranked ``("<|xx|>", p)`` list → a language code. The expected languages win
+    unless another one is clearly more likely (noise makes Whisper's language id wander: at
+    10 dB SNR it called English "fi")."""
+    codes = [(token[2:-2], p) for token, p in ranked]
+    top, p_top = codes[0]
+    if not candidates or top in candidates or p_top >= OTHER_LANGUAGE_MIN_P:
+        return top
+    return max((c for c in codes if c[0] in candidates), key=lambda c: c[1], default=codes[0])[0]
+
+
 def is_repetitive(text: str) -> bool:
     """Whisper's test for a decoding loop: gzip compresses the text more than 2.4×."""
     import zlib
@@ -454,7 +470,8 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
         if None in forced:
             detected = model.model.detect_language(encoded)
             languages = [
-                lang or ranked[0][0][2:-2] for lang, ranked in zip(forced, detected, strict=True)
+                lang or pick_language(ranked, o.language_candidates)
+                for lang, ranked in zip(forced, detected, strict=True)
             ]
         prompt = (
             model.hf_tokenizer.encode(" " + ", ".join(o.domain_terms), add_special_tokens=False).ids

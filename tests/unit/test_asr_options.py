@@ -18,6 +18,7 @@ from transforms.asr import (
     forced_language,
     is_repetitive,
     language_class,
+    pick_language,
     validate_options,
     whisper_window_frames,
 )
@@ -164,3 +165,11 @@ def test_decoding_loops_are_detected() -> None:
     assert is_repetitive("I'm sorry, " * 40)
     assert is_repetitive("斜斷" * 60)
     assert not is_repetitive("Thank you for calling customer service. How can I help you today?")
+
+
+def test_language_id_prefers_the_expected_languages() -> None:
+    noisy_english = [("<|fi|>", 0.41), ("<|en|>", 0.38), ("<|de|>", 0.1)]
+    assert pick_language(noisy_english, ("zh", "en")) == "en"
+    assert pick_language(noisy_english, ()) == "fi"
+    assert pick_language([("<|fr|>", 0.93), ("<|en|>", 0.04)], ("zh", "en")) == "fr"
+    assert pick_language([("<|zh|>", 0.6), ("<|en|>", 0.3)], ("zh", "en")) == "zh"
