@@ -84,7 +84,9 @@ class AsrOptions:
     domain_terms: tuple[str, ...] = ()  # bias recognition (Whisper prompt, Qwen3-ASR context)
     max_new_tokens: int = 256  # transformers: cap per utterance
     max_batch_size: int = 8
-    max_batch_duration_s: float = 0.1  # a streaming batch waits at most this long
+    # A streaming batch waits at most this long for more utterances (stateful batching per
+    # length bucket); 0: batches form within a bundle only.
+    max_batch_duration_s: float = 0.1
     bucket_max_ratio: float = 1.5  # transformers: longest/shortest utterance per padded batch
     # RunInference batch queues by utterance length; () picks per backend (faster-whisper:
     # the lengths that share its minimum window go together).
@@ -587,6 +589,8 @@ def batch_kwargs(opts: AsrOptions, backend: str) -> dict[str, Any]:
     """RunInference's batching: full batches when utterances queue up (the size does not ramp
     up from 1), at most ``max_batch_duration_s`` of waiting, and one batch queue per length
     bucket so an utterance is batched with others of similar length (less padding)."""
+    if opts.max_batch_duration_s <= 0:  # batches within a bundle only (no state, no timer)
+        return {"max_batch_size": opts.max_batch_size}
     return {
         "min_batch_size": opts.max_batch_size,
         "max_batch_size": opts.max_batch_size,

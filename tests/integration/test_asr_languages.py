@@ -16,19 +16,13 @@ from beam_jobs.demo_calls import DEMO_SCRIPTS
 from beam_jobs.models import install_embedded_whisper
 from beam_jobs.speech import add_noise, speak
 from schemas.records import Transcript, Utterance
+from tests.integration.test_asr_embedded import SENTENCES
 from transforms.asr import AsrOptions, model_handler
 from transforms.recordings import encode
 
 pytestmark = pytest.mark.slow
 
-ENGLISH = (
-    "thank you for calling customer service how can I help you today",
-    "I would like to check the balance of my account please",
-    "sure can you please confirm your date of birth and the last four digits of your card",
-    "I am sorry for the wait let me put you on hold for a moment",
-    "is there anything else I can help you with today",
-    "thank you for your patience have a nice day goodbye",
-)
+ENGLISH = SENTENCES
 MANDARIN = tuple(t.text for t in DEMO_SCRIPTS[2].turns)
 MIXED = tuple(t.text for t in DEMO_SCRIPTS[3].turns)
 
