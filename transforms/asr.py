@@ -97,7 +97,7 @@ class AsrOptions:
     min_window_s: float = 10.0
     large_model: bool = False  # one model per machine shared by the worker processes
     model_copies: int = 1  # with large_model: copies per machine (GPU workers)
-    cpu_threads: int = 0  # 0: the backend's default
+    cpu_threads: int = 0  # faster-whisper; 0: one per CPU this process may use
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -364,6 +364,15 @@ def make_transcript(
     )
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on. CTranslate2's own default oversubscribes small machines:
+    inside a Beam worker (whose runner threads also want CPU) it decoded 2.3x slower on 2
+    cores than with one thread per CPU."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def resolve_device(opts: AsrOptions) -> tuple[str, str]:
     """(device, compute type) for the faster-whisper backend on this machine."""
     import ctranslate2
@@ -435,7 +444,7 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
             self._opts.model_dir,
             device=device,
             compute_type=compute,
-            cpu_threads=self._opts.cpu_threads,
+            cpu_threads=self._opts.cpu_threads or available_cpus(),
         )
 
     def run_inference(
