@@ -317,7 +317,8 @@ def language_class(text: str, language: str) -> str:
     """zh / en / zh-en (code-switched: Han and Latin words in one utterance) / other.
 
     From the text's scripts first (a Chinese utterance with English product names is zh-en
-    whatever the model called it), the model's language code second."""
+    whatever the model called it), the model's language code second: Latin words are English
+    when the model was told or found zh/en, another language's otherwise."""
     han = bool(_HAN.search(text))
     latin = bool(_LATIN_WORD.search(text))
     if han and latin:
@@ -326,9 +327,10 @@ def language_class(text: str, language: str) -> str:
         return "zh"
     if not text.strip():
         return ""
-    if latin and language in ("en", ""):
+    # Latin words under a forced zh (the code-switched calls' English turns) are English.
+    if latin and language in ("en", "zh", "yue", ""):
         return "en"
-    return "zh" if language in ("zh", "yue") else "other"
+    return "other"
 
 
 def utterance_samples(utt: Utterance) -> np.ndarray:

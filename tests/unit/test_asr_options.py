@@ -125,7 +125,8 @@ def test_language_hints_force_zh_and_en_only_when_auto() -> None:
         ("OK 好的", "en", "zh-en"),
         ("bonjour madame", "fr", "other"),
         ("", "en", ""),
-        ("ni hao", "zh", "zh"),  # romanised Mandarin the model called zh
+        ("Thank you. See you.", "zh", "en"),  # an English turn under a forced zh
+        ("gracias", "es", "other"),
     ],
 )
 def test_language_class(text: str, language: str, expected: str) -> None:
