@@ -1,6 +1,7 @@
 """``callqa batch``: the same stages over historic recordings on disk (no Kafka).
 
     recordings ─ReadRecordings─► KafkaRecord ─DecodeAndValidate─► … ─► calls/, dead_letters/
+                                         (with --asr: ─SegmentSpeech─Transcribe─► transcripts/)
 
 Call id = the file's stem; event time of its first sample = the file's modification time
 minus its duration. Unreadable files become ``unreadable_audio`` dead letters.
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_jobs.config import JobConfig, StreamingJobOptions
+from beam_jobs.config import JobConfig, StreamingJobOptions, asr_options, segment_options
 from beam_jobs.pipeline import build_pipeline
 from beam_jobs.runner import runner_options
 from schemas import audio
@@ -51,6 +52,8 @@ def batch_config(options: PipelineOptions) -> tuple[list[str], RecordingsConfig,
         ),
         output_dir=shared.output_dir,
         streaming=False,
+        asr=asr_options(shared),  # --asr and friends, as for the streaming job
+        segment=segment_options(shared, bounded=True),
     )
     return paths, RecordingsConfig(chunk_ms=o.chunk_ms), job
 

@@ -171,6 +171,46 @@ def domain_terms(spec: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in items if t.strip())
 
 
+def asr_options(o: StreamingJobOptions) -> AsrOptions | None:
+    """The ``--asr*`` options, checked against the model directory (None: ``--asr=off``)."""
+    if o.asr == "off":
+        return None
+    model_dir = resolve_asr_dir(o.asr)
+    asr = AsrOptions(
+        model_dir=model_dir,
+        device=o.asr_device,
+        model_precision=o.asr_model_precision,
+        beam_size=o.asr_beam_size,
+        temperature=o.asr_temperature,
+        max_alternatives=o.asr_max_alternatives,
+        enable_word_timestamps=o.asr_enable_word_timestamps,
+        language=o.asr_language,
+        language_candidates=tuple(
+            c.strip() for c in o.asr_language_candidates.split(",") if c.strip()
+        ),
+        domain_terms=domain_terms(o.asr_domain_terms),
+        max_new_tokens=o.asr_max_new_tokens,
+        min_window_s=o.asr_min_window_s,
+        max_batch_size=o.asr_max_batch_size,
+        max_batch_duration_s=o.asr_max_batch_duration_s,
+        large_model=o.asr_large_model,
+        model_copies=o.asr_model_copies,
+    )
+    validate_options(asr, detect_model(model_dir))
+    return asr
+
+
+def segment_options(o: StreamingJobOptions, bounded: bool) -> SegmentOptions:
+    return SegmentOptions(
+        vad_filter=o.segment_vad_filter == "on",
+        noise_suppression=o.segment_noise_suppression,
+        vad_step_ms=o.segment_vad_step_ms,
+        min_silence_ms=o.segment_min_silence_ms,
+        max_utterance_s=o.segment_max_utterance_s,
+        segment_at_watermark=bounded,
+    )
+
+
 def config_from_options(options: PipelineOptions) -> JobConfig:
     o = options.view_as(StreamingJobOptions)
     streaming = bool(options.view_as(StandardOptions).streaming)
@@ -188,30 +228,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
     if not isinstance(client_config, dict):
         raise ValueError("--kafka_client_config must be a JSON object")
     client = tuple(sorted(client_config.items()))
-    asr = None
-    if o.asr != "off":
-        model_dir = resolve_asr_dir(o.asr)
-        asr = AsrOptions(
-            model_dir=model_dir,
-            device=o.asr_device,
-            model_precision=o.asr_model_precision,
-            beam_size=o.asr_beam_size,
-            temperature=o.asr_temperature,
-            max_alternatives=o.asr_max_alternatives,
-            enable_word_timestamps=o.asr_enable_word_timestamps,
-            language=o.asr_language,
-            language_candidates=tuple(
-                c.strip() for c in o.asr_language_candidates.split(",") if c.strip()
-            ),
-            domain_terms=domain_terms(o.asr_domain_terms),
-            max_new_tokens=o.asr_max_new_tokens,
-            min_window_s=o.asr_min_window_s,
-            max_batch_size=o.asr_max_batch_size,
-            max_batch_duration_s=o.asr_max_batch_duration_s,
-            large_model=o.asr_large_model,
-            model_copies=o.asr_model_copies,
-        )
-        validate_options(asr, detect_model(model_dir))
+    asr = asr_options(o)
     return JobConfig(
         source=KafkaSourceConfig(
             checkpoint_dir=checkpoint_dir,
@@ -243,13 +260,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             consumer_config=client,
         ),
         asr=asr,
-        segment=SegmentOptions(
-            vad_filter=o.segment_vad_filter == "on",
-            noise_suppression=o.segment_noise_suppression,
-            vad_step_ms=o.segment_vad_step_ms,
-            min_silence_ms=o.segment_min_silence_ms,
-            max_utterance_s=o.segment_max_utterance_s,
-        ),
+        segment=segment_options(o, bounded=o.bounded),
         transcripts_sink=None
         if asr is None or o.transcripts_topic == "off"
         else TranscriptSinkConfig(

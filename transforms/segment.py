@@ -56,6 +56,9 @@ class SegmentOptions:
     max_utterance_s: float = 30.0
     vad_step_ms: int = 250  # how often the VAD looks at new audio (latency vs CPU)
     flush_gap_s: float = 30.0
+    # Bounded runs: batch runners may hand a key's chunks over in any order, so each channel is
+    # cut once, whole, when the watermark passes its end (the streaming path cuts as it goes).
+    segment_at_watermark: bool = False
 
     def __post_init__(self) -> None:
         if self.noise_suppression not in NOISE_SUPPRESSION_LEVELS:
@@ -164,8 +167,12 @@ class SegmentSpeechFn(beam.DoFn):
             buf = _Buffer(chunk.event_time_ms, end_ms, chunk.event_time_ms, chunk.language_hint)
         chunks.add((chunk.event_time_ms, samples.astype(np.float32).tobytes()))
         buf = buf._replace(end_ms=max(buf.end_ms, end_ms))
-        final = chunk.end_of_call
-        if final or buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms:
+        if self._opts.segment_at_watermark:  # nothing cut yet: any chunk may be the first
+            buf = buf._replace(start_ms=min(buf.start_ms, chunk.event_time_ms))
+        final = chunk.end_of_call and not self._opts.segment_at_watermark
+        if self._opts.segment_at_watermark:
+            pass  # everything waits for the flush timer
+        elif final or buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms:
             buf = yield from self._cut(call_id, channel, buf, chunks, final)
         if final:
             buffer_state.clear()

@@ -44,3 +44,36 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
     assert a["source_topic"] == "recordings" and a["missing_seq_count"] == 0
     letters = [(d["stage"], d["reason"], d["call_id"]) for d in warehouse.dead_letters(out)]
     assert letters == [("read", "unreadable_audio", "call-c")]
+
+
+@pytest.mark.slow
+def test_batch_job_transcribes_recordings(prism_location: str, tmp_path: Path) -> None:
+    """Historic recordings through the same SegmentSpeech → Transcribe stages: each channel
+    is cut once the watermark passes its end (a batch runner may reorder a key's chunks)."""
+    from beam_jobs.speech import Turn, scripted_call
+
+    call = scripted_call("rec-spoken", "en", (
+        Turn("agent", "Thank you for calling, how can I help you?"),
+        Turn("customer", "I would like a refund for my order please."),
+        Turn("agent", "Sure, I have issued the refund. Goodbye."),
+    ))  # fmt: skip
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    stereo = np.stack([call.audio.channels["agent"], call.audio.channels["customer"]], 1)
+    sf.write(rec / "rec-spoken.wav", stereo, 16000)
+    out = tmp_path / "out"
+
+    rc = main(["batch", "--runner=PrismRunner", f"--prism_location={prism_location}",
+               f"--recordings={rec}/*.wav", f"--output_dir={out}", "--asr=embedded"])  # fmt: skip
+
+    assert rc == 0
+    rows = warehouse.transcripts(out)
+    assert [(r["call_id"], r["channel"]) for r in rows] == [
+        ("rec-spoken", "agent"), ("rec-spoken", "customer"), ("rec-spoken", "agent"),
+    ], rows  # fmt: skip
+    texts = [r["text"].lower() for r in rows]
+    assert "help" in texts[0] and "refund" in texts[1] and "goodbye" in texts[2], texts
+    t0 = rows[0]["start_ms"]
+    for r, turn in zip(rows, call.turns, strict=True):  # event times follow the recording
+        assert abs((r["start_ms"] - t0) / 1000 - (turn.start_s - call.turns[0].start_s)) < 0.5
+    assert warehouse.final_calls(out)[0]["call_id"] == "rec-spoken"
