@@ -32,8 +32,9 @@ _QWEN_TEMPLATE: Final = (
 SIZES: Final = ("tiny", "1.7b")
 
 
-def build_random_qwen3_asr(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
-    """A Qwen3-ASR model in the ``-hf`` layout with random weights and a byte-level tokenizer."""
+def random_qwen3_asr(size: str = "tiny", seed: int = 0, device: str = "cpu") -> tuple[Any, Any]:
+    """(model, processor): Qwen3-ASR in the ``-hf`` layout with random weights and a
+    byte-level tokenizer, built in memory (on ``device``: the 1.7B one inits fast on a GPU)."""
     import torch
     from tokenizers import pre_tokenizers
     from transformers import (
@@ -89,7 +90,14 @@ def build_random_qwen3_asr(out_dir: str | Path, size: str = "tiny", seed: int = 
         config = Qwen3ASRConfig(**token_ids)
         cast(Any, config.text_config).vocab_size = 151_936
     torch.manual_seed(seed)
-    model = Qwen3ASRForConditionalGeneration(config).eval()
+    with torch.device(device):
+        model = Qwen3ASRForConditionalGeneration(config).eval()
+    return model, processor
+
+
+def build_random_qwen3_asr(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """``random_qwen3_asr`` saved as a model directory (what ``--asr`` takes)."""
+    model, processor = random_qwen3_asr(size, seed)
     out = Path(out_dir)
     model.save_pretrained(out)
     processor.save_pretrained(out)
