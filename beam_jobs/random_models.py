@@ -87,7 +87,8 @@ def random_qwen3_asr(size: str = "tiny", seed: int = 0, device: str = "cpu") -> 
     else:
         # The published 1.7B sizes are the config defaults; the vocabulary is padded to the
         # real one so the embedding and LM head cost what they cost in production.
-        config = Qwen3ASRConfig(**token_ids)
+        # The encoder projects to the decoder's width (2048 in the 1.7B).
+        config = Qwen3ASRConfig(audio_config={"output_dim": 2048}, **token_ids)
         cast(Any, config.text_config).vocab_size = 151_936
     torch.manual_seed(seed)
     with torch.device(device):
