@@ -17,7 +17,6 @@ Every knob of ``AsrOptions`` is either honoured by the chosen backend or refused
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,8 +32,6 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
 from schemas.records import DeadLetter, Transcript, Utterance, Word
 from transforms.recordings import resample
-
-_LOG = logging.getLogger(__name__)
 
 BACKEND_FASTER_WHISPER: Final = "faster-whisper"
 BACKEND_TRANSFORMERS: Final = "transformers"
@@ -491,17 +488,24 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
             if o.domain_terms
             else []
         )
+        tokenizers = {
+            lang: Tokenizer(model.hf_tokenizer, True, task="transcribe", language=lang)
+            for lang in set(languages)
+        }
         prompts = []
         for lang in languages:
-            tok = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=lang)
+            tok = tokenizers[lang]
             prefix = [tok.sot_prev, *prompt[-223:]] if prompt else []
             prompts.append([*prefix, *tok.sot_sequence, tok.no_timestamps])
         results = self._generate(model, encoded, prompts, o.temperature)
-        tok = Tokenizer(model.hf_tokenizer, True, task="transcribe", language="en")
-        decoded = [
-            [tok.decode([t for t in ids if t < tok.eot]) for ids in r.sequences_ids]
-            for r in results
-        ]
+
+        text_tok = tokenizers[languages[0]]  # decoding text does not depend on the language
+
+        def texts_of(result: Any) -> list[str]:  # special tokens (>= end of text) dropped
+            eot = text_tok.eot
+            return [text_tok.decode([t for t in ids if t < eot]) for ids in result.sequences_ids]
+
+        decoded = [texts_of(r) for r in results]
         scores = [float(r.scores[0]) for r in results]
         # Whisper's guard against decoding loops: redo repetitive outputs with sampling at
         # rising temperatures (its low-log-probability trigger is left out: on the unclear
@@ -514,9 +518,7 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
             x_redo = ctranslate2.StorageView.from_array(x[redo])
             again = self._generate(model, x_redo, [prompts[i] for i in redo], temperature)
             for i, r in zip(redo, again, strict=True):
-                decoded[i] = [
-                    tok.decode([t for t in ids if t < tok.eot]) for ids in r.sequences_ids
-                ]
+                decoded[i] = texts_of(r)
                 scores[i] = float(r.scores[0])
         for utt, lang, texts, score in zip(utts, languages, decoded, scores, strict=True):
             yield make_transcript(
