@@ -15,11 +15,17 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_jobs.config import JobConfig, StreamingJobOptions, asr_options, segment_options
+from beam_jobs.config import (
+    JobConfig,
+    StreamingJobOptions,
+    aggregation_config,
+    asr_options,
+    segment_options,
+)
 from beam_jobs.pipeline import build_pipeline
 from beam_jobs.runner import runner_options
 from schemas import audio
-from transforms.aggregate import AggregationConfig
+from transforms.analyze import AnalyzeOptions
 from transforms.recordings import ReadRecordings, RecordingsConfig
 
 
@@ -43,17 +49,16 @@ def batch_config(options: PipelineOptions) -> tuple[list[str], RecordingsConfig,
     })  # fmt: skip
     if not paths:
         raise ValueError("no recordings: pass --recordings=FILE_OR_GLOB (wav, flac, mp3)")
+    asr = asr_options(shared)  # --asr and friends, as for the streaming job
     job = JobConfig(
         source=None,
-        aggregation=AggregationConfig(
-            inactivity_gap_s=shared.inactivity_gap_s,
-            live_interval_s=0,  # no live rows for historic calls
-            marker_waits_for_watermark=True,
-        ),
+        # no live rows for historic calls
+        aggregation=aggregation_config(shared, asr, bounded=True, live_interval_s=0),
         output_dir=shared.output_dir,
         streaming=False,
-        asr=asr_options(shared),  # --asr and friends, as for the streaming job
+        asr=asr,
         segment=segment_options(shared, bounded=True),
+        analyze=AnalyzeOptions(redact_pii=shared.redact_pii == "on"),
     )
     return paths, RecordingsConfig(chunk_ms=o.chunk_ms), job
 

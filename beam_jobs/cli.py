@@ -119,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(f"callqa batch: {n} recordings processed")
         return 0
+    if argv and argv[0] == "report":
+        from beam_jobs.report import report_main
+
+        return report_main(argv[1:])
     if argv[:2] == ["bench", "ingest"]:
         from beam_jobs.bench import main as bench_main
 
@@ -132,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
     sub.add_parser("batch", help="the same stages over recordings on disk (--recordings=GLOB)")
     sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency --help`")
+    sub.add_parser("report", help="HTML report + JSON summary of a date range (--from, --to)")
 
     k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")
     k.add_argument("action", choices=["install", "start", "stop", "status", "create-topic"])

@@ -9,10 +9,12 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.aggregate import AggregationConfig
+from transforms.analyze import AnalyzeOptions
 from transforms.asr import AsrOptions, detect_model, validate_options
 from transforms.commit import CommitConfig
 from transforms.kafka_sink import TranscriptSinkConfig
 from transforms.kafka_source import KafkaSourceConfig
+from transforms.qa_metrics import QaOptions
 from transforms.segment import SegmentOptions
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
@@ -130,6 +132,27 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument("--idle_slack_s", type=float, default=1.0)
         g.add_argument("--poll_timeout_s", type=float, default=0.1)
         g.add_argument(
+            "--redact_pii",
+            default="on",
+            choices=["on", "off"],
+            help="replace phone, Chinese ID, bank card and e-mail spans in transcripts before "
+            "they are written or published",
+        )
+        g.add_argument(
+            "--scorecard",
+            default="default",
+            help="with --asr: 'default' (the packaged scorecard), 'off', or a scorecard YAML",
+        )
+        g.add_argument(
+            "--transcript_timeout_s",
+            type=float,
+            default=120.0,
+            help="with --asr: how long a closed call waits for its transcripts before its "
+            "final row is written without them (transcripts_complete=false)",
+        )
+        g.add_argument("--non_talk_min_s", type=float, default=2.0, help="dead-air threshold")
+        g.add_argument("--overtalk_min_ms", type=int, default=300)
+        g.add_argument(
             "--audit_lateness",
             action="store_true",
             help="also count on-time chunks per 1 s window (tests, benchmarks)",
@@ -147,6 +170,7 @@ class JobConfig:
     asr: AsrOptions | None = None  # None: no speech segmentation or transcripts
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
+    analyze: AnalyzeOptions = AnalyzeOptions()
 
 
 def resolve_asr_dir(spec: str) -> str:
@@ -211,6 +235,29 @@ def segment_options(o: StreamingJobOptions, bounded: bool) -> SegmentOptions:
     )
 
 
+def aggregation_config(
+    o: StreamingJobOptions, asr: AsrOptions | None, bounded: bool, live_interval_s: float
+) -> AggregationConfig:
+    """The per-call aggregation of both jobs (bounded runs close at the watermark)."""
+    if o.scorecard not in ("default", "off") and not Path(o.scorecard).is_file():
+        raise ValueError(f"--scorecard {o.scorecard!r} is not a file (or pass default / off)")
+    if o.scorecard not in ("default", "off"):
+        from transforms.scorecard import load_scorecard
+
+        load_scorecard(o.scorecard)  # a bad scorecard fails here, before submission
+    return AggregationConfig(
+        inactivity_gap_s=o.inactivity_gap_s,
+        live_interval_s=live_interval_s,
+        allowed_lateness_s=o.allowed_lateness_s,
+        correction_delay_s=o.correction_delay_s,
+        marker_waits_for_watermark=bounded,
+        await_transcripts=asr is not None,
+        transcript_timeout_s=o.transcript_timeout_s,
+        qa=QaOptions(non_talk_min_s=o.non_talk_min_s, overtalk_min_ms=o.overtalk_min_ms),
+        scorecard=o.scorecard,
+    )
+
+
 def config_from_options(options: PipelineOptions) -> JobConfig:
     o = options.view_as(StreamingJobOptions)
     streaming = bool(options.view_as(StandardOptions).streaming)
@@ -242,13 +289,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             max_out_of_orderness_s=o.max_out_of_orderness_s,
             idle_slack_s=o.idle_slack_s,
         ),
-        aggregation=AggregationConfig(
-            inactivity_gap_s=o.inactivity_gap_s,
-            live_interval_s=o.live_interval_s,
-            allowed_lateness_s=o.allowed_lateness_s,
-            correction_delay_s=o.correction_delay_s,
-            marker_waits_for_watermark=o.bounded,
-        ),
+        aggregation=aggregation_config(o, asr, o.bounded, o.live_interval_s),
         output_dir=o.output_dir,
         streaming=streaming,
         audit_lateness=o.audit_lateness,
@@ -261,6 +302,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
         ),
         asr=asr,
         segment=segment_options(o, bounded=o.bounded),
+        analyze=AnalyzeOptions(redact_pii=o.redact_pii == "on"),
         transcripts_sink=None
         if asr is None or o.transcripts_topic == "off"
         else TranscriptSinkConfig(

@@ -102,6 +102,7 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
             time.sleep(2)
     print(f"[6/6] job cancelled; last final row {t_final - t_produced:.1f} s after the last chunk")
     _print_calls(rows)
+    _print_qa(rows)
     scored = _print_transcripts(out, calls)
     _print_latency(follower)
     live = sum(1 for r in warehouse.all_call_rows(out) if not r["is_final"])
@@ -115,7 +116,7 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
         print(f"  dead letter [{dl['stage']}/{dl['reason']}] key={dl['call_id']}: {dl['message']}")
     print()
     print("Kafka keeps running for the next run: `callqa kafka stop` stops it.")
-    glob = f"{out}/transcripts/*/*.parquet"
+    glob = f"{out}/transcripts/**/*.parquet"
     print(
         f"Query it:  duckdb -c \"SELECT * FROM read_parquet('{glob}', hive_partitioning=true) "
         'ORDER BY call_id, start_ms"'
@@ -152,6 +153,28 @@ def _print_calls(rows: dict[str, dict[str, Any]]) -> None:
             f"{r['call_id']:<18}{r['version']:>4}{r['close_reason']:>13}"
             f"{r['agent_audio_s']:>9.1f}{r['customer_audio_s']:>8.1f}"
             f"{r['chunk_count']:>8}{r['missing_seq_count']:>6}"
+        )
+
+
+def _print_qa(rows: dict[str, dict[str, Any]]) -> None:
+    """The QA metrics and scorecard of each final row (absent without ASR)."""
+    print()
+    print(f"{'call':<18}{'talk%':>6}{'dead_air_s':>11}{'overtalk':>9}{'interr':>7}"
+          f"{'sentiment':>10}{'score':>8}  failed questions; keywords")  # fmt: skip
+    for r in rows.values():
+        m, card = r.get("metrics"), r.get("scorecard")
+        if m is None:
+            continue
+        ratio = "-" if m["agent_talk_ratio"] is None else f"{100 * m['agent_talk_ratio']:.0f}"
+        sent = "-" if m["sentiment"] is None else f"{m['sentiment']:+.2f}"
+        score = "-" if card is None else f"{card['score']:g}/{card['potential']:g}"
+        failed = [] if card is None else [a["question_id"] for a in card["answers"]
+                                          if not a["passed"]]  # fmt: skip
+        interruptions = m["interruptions_by_agent"] + m["interruptions_by_customer"]
+        print(
+            f"{r['call_id']:<18}{ratio:>6}{m['longest_non_talk_s']:>11.1f}"
+            f"{m['overtalk_ms'] / 1000:>8.1f}s{interruptions:>7}{sent:>10}{score:>8}  "
+            f"{', '.join(failed) or '-'}; {' '.join(m['keywords'][:5])}"
         )
 
 

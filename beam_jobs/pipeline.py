@@ -1,9 +1,12 @@
 """Pipeline assembly: ``build_pipeline(p, cfg)`` wires the stages; ``run(argv)`` runs it.
 
 Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
-  ─AggregateCalls (stateful, event time)─► CallRow ─WriteCalls─► calls/ Parquet
-AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─► transcripts/ (with --asr)
-                                                     └─PublishTranscripts─► Kafka transcripts topic
+  ─AggregateCalls (stateful, event time)─► CallRow (+ QA metrics, scorecard) ─WriteCalls─► calls/
+With --asr:
+AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─AnalyzeTranscripts (PII, sentiment)
+  ─WriteTranscripts─► transcripts/ ─(durable)─► AggregateCalls (joined per call)
+           │                └─PublishTranscripts─► Kafka transcripts topic
+           └─ SegmentationDone (utterances per channel) ─► AggregateCalls
 every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
 offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
@@ -22,6 +25,7 @@ from beam_jobs.runner import runner_options
 from schemas.records import DeadLetter, KafkaRecord
 from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
 from transforms.aggregate import AggregateCalls
+from transforms.analyze import AnalyzeTranscripts
 from transforms.asr import Transcribe
 from transforms.audit import AuditLateness
 from transforms.commit import CommitOffsets
@@ -46,21 +50,32 @@ def build_pipeline(
         assert cfg.source is not None, "a job without records needs a Kafka source"
         records = p | "ReadAudioChunks" >> ReadAudioChunks(cfg.source)
     decoded = records | "DecodeAndValidate" >> DecodeAndValidate()
-    aggregated = decoded.chunks | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
-    calls = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
-    failures = [decoded.dead_letter, aggregated.dead_letter, calls.dead_letter]
+    failures = [decoded.dead_letter]
+    call_events: dict[str, beam.PCollection] = {"chunks": decoded.chunks}
     if cfg.asr is not None:
-        utterances = decoded.chunks | "SegmentSpeech" >> SegmentSpeech(cfg.segment)
-        transcribed = utterances | "Transcribe" >> Transcribe(cfg.asr)
-        written = transcribed["transcripts"] | "WriteTranscripts" >> WriteTable(
-            TRANSCRIPTS, cfg.output_dir
+        segmented = decoded.chunks | "SegmentSpeech" >> SegmentSpeech(cfg.segment)
+        transcribed = segmented.utterances | "Transcribe" >> Transcribe(cfg.asr)
+        analyzed = transcribed["transcripts"] | "AnalyzeTranscripts" >> AnalyzeTranscripts(
+            cfg.analyze
         )
-        failures += [transcribed["dead_letter"], written.dead_letter]
+        written = analyzed["transcripts"] | "WriteTranscripts" >> WriteTable(
+            TRANSCRIPTS, cfg.output_dir, emit_written=True
+        )
+        asr_failures = (transcribed["dead_letter"], analyzed["dead_letter"]) | (
+            "FlattenAsrFailures" >> beam.Flatten()
+        )
+        failures += [asr_failures, written.dead_letter]
+        call_events.update(
+            transcripts=written.written, segmented=segmented.done, asr_failures=asr_failures
+        )
         if cfg.transcripts_sink is not None:
             failures.append(
-                transcribed["transcripts"]
+                analyzed["transcripts"]
                 | "PublishTranscripts" >> PublishTranscripts(cfg.transcripts_sink)
             )
+    aggregated = call_events | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
+    calls = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
+    failures += [aggregated.dead_letter, calls.dead_letter]
     if source_dead_letters is not None:
         failures.append(source_dead_letters)
     dead_letters = (

@@ -108,6 +108,12 @@ class ScriptedCall:
         return " ".join(t.text for t in self.turns if role in (None, t.role))
 
 
+def trim_silence(samples: np.ndarray, threshold: float = 0.01) -> np.ndarray:
+    """``samples`` without the leading and trailing stretch quieter than ``threshold``."""
+    loud = np.flatnonzero(np.abs(samples) >= threshold)
+    return samples[loud[0] : loud[-1] + 1] if len(loud) else samples[:0]
+
+
 def scripted_call(
     call_id: str,
     language: str,
@@ -118,7 +124,8 @@ def scripted_call(
     words_per_min: int = 150,
 ) -> ScriptedCall:
     """Two channels with each turn spoken on its speaker's channel at planned times."""
-    clips = [speak(t.text, language, words_per_min) for t in turns]
+    # Planned times are speech times: espeak's lead-in and tail silence are cut off.
+    clips = [trim_silence(speak(t.text, language, words_per_min)) for t in turns]
     spoken: list[SpokenTurn] = []
     t_s = lead_in_s
     for turn, clip in zip(turns, clips, strict=True):

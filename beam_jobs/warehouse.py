@@ -11,11 +11,11 @@ from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
 
 
 def _glob(root: str | Path, table: str) -> str:
-    return str(Path(root) / table / "*" / "*.parquet")
+    return str(Path(root) / table / "**" / "*.parquet")  # dt=…/hour=…/
 
 
 def _has_files(root: str | Path, table: str) -> bool:
-    return any((Path(root) / table).glob("*/*.parquet"))
+    return any((Path(root) / table).rglob("*.parquet"))
 
 
 def _relation(sql: str) -> Any:

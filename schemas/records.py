@@ -92,6 +92,8 @@ class CallRow(NamedTuple):
     source_partition: int
     first_offset: int
     last_offset: int
+    metrics: CallMetrics | None = None  # QA metrics from the transcripts (None without ASR)
+    scorecard: ScorecardResult | None = None  # None without ASR or without a scorecard
 
 
 class ChunkFact(NamedTuple):
@@ -169,3 +171,132 @@ class Transcript(NamedTuple):
     backend: str  # "faster-whisper" | "transformers"
     words: tuple[Word, ...]  # empty unless word timestamps are enabled
     alternatives: tuple[str, ...]  # n-best after the top hypothesis; empty unless asked
+    speech_dbfs: float | None = None  # RMS level of the utterance's audio (None: silent)
+    sentiment: float | None = None  # -1..1, set by AnalyzeTranscripts
+    pii_redactions: int = 0  # spans AnalyzeTranscripts replaced in ``text`` (and n-best)
+
+
+class SegmentationDone(NamedTuple):
+    """``SegmentSpeech`` finished a (call, channel) stretch: it emitted ``utterances`` utterances.
+
+    Emitted when a channel is flushed (end of call, or the watermark passing its flush gap).
+    The per-call aggregation knows a channel's transcripts are complete when it has received
+    as many transcripts (or ASR failures) for it as its markers announce."""
+
+    call_id: str
+    channel: str
+    utterances: int
+    end_ms: int  # event time just after the channel's last flushed audio
+
+
+class SentimentQuarters(NamedTuple):
+    """Mean sentiment (-1..1) of the turns whose midpoint falls in each quarter of the call."""
+
+    q1: float | None
+    q2: float | None
+    q3: float | None
+    q4: float | None
+
+
+class CallMetrics(NamedTuple):
+    """QA metrics of one call, computed by ``transforms.qa_metrics.call_metrics`` from its
+    transcripts (pure function: the streaming job, the batch job and tests share it).
+
+    Speech spans are the VAD's utterances trimmed by its padding. "Non-talk" is a gap in which
+    nobody speaks, between the first and the last speech of the call. Overtalk is agent and
+    customer speaking at once; the one who started later interrupted the other."""
+
+    duration_s: float
+    agent_talk_s: float
+    customer_talk_s: float
+    mixed_talk_s: float  # mono recordings: speech of both parties on one channel
+    agent_talk_ratio: float | None  # agent / (agent + customer); None without two-party talk
+    non_talk_s: float  # total of the gaps >= the non-talk threshold
+    non_talk_count: int
+    longest_non_talk_s: float
+    overtalk_count: int  # overlaps >= the overtalk threshold
+    overtalk_ms: int
+    interruptions_by_agent: int
+    interruptions_by_customer: int
+    agent_words_per_min: float | None  # English (Latin-script) words per minute of talk
+    customer_words_per_min: float | None
+    agent_chars_per_min: float | None  # Chinese (Han) characters per minute of talk
+    customer_chars_per_min: float | None
+    agent_loudness_dbfs: float | None  # energy mean over the role's speech
+    customer_loudness_dbfs: float | None
+    turn_count: int  # runs of consecutive utterances by one role
+    utterance_count: int
+    keywords: tuple[str, ...]  # top terms of the call, most salient first
+    sentiment: float | None  # -1..1, duration-weighted over all turns
+    agent_sentiment: float | None
+    customer_sentiment: float | None
+    sentiment_quarters: SentimentQuarters  # all roles
+    customer_sentiment_quarters: SentimentQuarters
+    sentiment_trajectory: float | None  # customer's last quarter − first quarter
+    zh_share: float | None  # share of utterances by language class
+    en_share: float | None
+    zh_en_share: float | None  # code-switched
+    mean_confidence: float | None  # ASR mean log-probability over utterances
+    min_confidence: float | None
+    pii_redactions: int  # spans replaced in the call's transcripts
+    transcripts_complete: bool  # every segmented utterance was transcribed (or failed)
+    transcript_failures: int  # utterances ASR could not transcribe (dead-lettered)
+
+
+class ScorecardAnswer(NamedTuple):
+    """One scorecard question answered for one call."""
+
+    question_id: str
+    passed: bool  # the rule held (after ``negate``)
+    points: float  # weight if passed, else 0
+    potential: float  # the question's weight
+    evidence: str  # what decided it: the matched phrase, or the measured value
+    evidence_ms: int | None  # event time of the matched turn, when a turn decided it
+
+
+class ScorecardResult(NamedTuple):
+    """A call's score on one scorecard (``transforms.scorecard.score_call``)."""
+
+    scorecard: str  # the scorecard's name
+    score: float  # sum of points
+    potential: float  # sum of weights
+    normalized_score: float  # score / potential (0..1); 0 when potential is 0
+    answers: tuple[ScorecardAnswer, ...]
+
+
+class ScorecardAnswerRow(NamedTuple):
+    """One row of the ``scorecard_answers`` table: a question answered for a final call row.
+
+    Key: (call_id, version, question_id); join to ``calls`` on (call_id, version)."""
+
+    call_id: str
+    version: int
+    call_start_ms: int  # the call's start (partitions the table like ``calls``)
+    scorecard: str
+    question_id: str
+    passed: bool
+    points: float
+    potential: float
+    evidence: str
+    evidence_ms: int | None
+
+
+class QuarantinedRow(NamedTuple):
+    """A row held back by its table's expectation suite (``schemas.expectations``): one row of
+    the ``quarantine`` table. Key: (table, row_key)."""
+
+    table: str
+    row_key: str  # the row's identity in its table (its Parquet file name there)
+    failed_expectations: tuple[str, ...]  # expectation ids, sorted
+    suite_version: str  # ``schemas.expectations.SUITE_VERSION`` that held it back
+    row_json: str  # the whole row, nested records as objects (non-finite floats as strings)
+    call_id: str | None
+    event_time_ms: int | None
+
+
+class QuarantineWithAck(NamedTuple):
+    """A quarantined row plus the source offsets to acknowledge once it is durable (the acks
+    the row would have carried to its own table's sink)."""
+
+    row: QuarantinedRow
+    acks: tuple[OffsetAck, ...] = ()

@@ -11,10 +11,11 @@ from typing import Any, Final, NamedTuple
 
 import pyarrow as pa
 
-from schemas.records import CallRow, DeadLetter, Transcript
+from schemas.records import CallRow, DeadLetter, QuarantinedRow, ScorecardAnswerRow, Transcript
 
 #: Version of the warehouse schema, stored in every file's Arrow metadata.
-TABLE_VERSION: Final = "2"  # 2: transcripts gained language_class, words, alternatives
+TABLE_VERSION: Final = "3"  # 3: calls gained metrics and scorecard; transcripts speech_dbfs,
+# sentiment, pii_redactions (2: transcripts gained language_class, words, alternatives)
 
 _ARROW_TYPES: Final[dict[type, pa.DataType]] = {
     str: pa.string(),
@@ -34,7 +35,8 @@ def _arrow_type(name: str, hint: object) -> pa.DataType:
         args = typing.get_args(hint)
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"{name}: only tuple[X, ...] maps to an Arrow list, got {hint}")
-        return pa.list_(pa.field("item", _arrow_type(name, args[0]), nullable=False))
+        # "element": the Parquet list layout's name, so a nested list reads back as it was written.
+        return pa.list_(pa.field("element", _arrow_type(name, args[0]), nullable=False))
     if _is_record(hint):
         return pa.struct(_record_fields(typing.cast(type, hint)))
     if hint not in _ARROW_TYPES:
@@ -104,4 +106,8 @@ class Table(NamedTuple):
 CALLS: Final = Table("calls", CallRow, arrow_schema(CallRow, "calls"))
 DEAD_LETTERS: Final = Table("dead_letters", DeadLetter, arrow_schema(DeadLetter, "dead_letters"))
 TRANSCRIPTS: Final = Table("transcripts", Transcript, arrow_schema(Transcript, "transcripts"))
-TABLES: Final = (CALLS, DEAD_LETTERS, TRANSCRIPTS)
+SCORECARD_ANSWERS: Final = Table(
+    "scorecard_answers", ScorecardAnswerRow, arrow_schema(ScorecardAnswerRow, "scorecard_answers")
+)
+QUARANTINE: Final = Table("quarantine", QuarantinedRow, arrow_schema(QuarantinedRow, "quarantine"))
+TABLES: Final = (CALLS, DEAD_LETTERS, TRANSCRIPTS, SCORECARD_ANSWERS, QUARANTINE)

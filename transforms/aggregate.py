@@ -15,6 +15,15 @@ Life of a call (one key):
   and, ``correction_delay_s`` later in processing time, a corrected final row ``version=n+1``
   with all chunks so far is emitted. Consumers keep the highest version.
 * **expired**: chunk facts are dropped; a chunk arriving now is dead-lettered as ``too_late``.
+
+With ASR (``await_transcripts``) the same DoFn also receives the call's transcripts (after they
+are durable in the transcripts table), ASR failures and ``SegmentationDone`` markers. A call
+that reaches its close (marker or gap) waits until every channel it has audio on is segmented
+and every announced utterance is transcribed or failed, then emits its final row with QA
+metrics and scorecard. If that takes longer than ``transcript_timeout_s`` (processing time;
+bounded runs: at the end of the input), the final row is emitted with
+``transcripts_complete = false``; a transcript that arrives after a final row produces a
+corrected version, like a late chunk.
   A tombstone remains for ``tombstone_ttl_s`` of event time, then the key is forgotten (a
   call id reused after that starts a new call: call ids must be unique).
 """
@@ -35,9 +44,17 @@ from apache_beam.transforms.userstate import (
     TimerSpec,
     on_timer,
 )
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.records import AudioChunk, DeadLetter, RowWithAck
+from schemas.records import (
+    AudioChunk,
+    CallRow,
+    DeadLetter,
+    RowWithAck,
+    SegmentationDone,
+    Transcript,
+)
 from transforms.calls import (
     CallInfo,
     call_info,
@@ -48,6 +65,7 @@ from transforms.calls import (
     summarize,
 )
 from transforms.commit import offset_acks
+from transforms.qa_metrics import QaOptions, call_metrics
 
 STAGE: Final = "aggregate"
 DEAD_LETTER_TAG: Final = "dead_letter"
@@ -69,8 +87,16 @@ class AggregationConfig:
     #: chunks in order). True (bounded runs): close when the watermark passes the marker, since
     #: a batch runner may deliver a key's elements in any order.
     marker_waits_for_watermark: bool = False
+    #: With ASR: join the call's transcripts and wait for them before the final row.
+    await_transcripts: bool = False
+    transcript_timeout_s: float = 120.0
+    qa: QaOptions = QaOptions()
+    #: "default" (the packaged scorecard), "off", or a scorecard YAML path.
+    scorecard: str = "default"
 
     def __post_init__(self) -> None:
+        if self.transcript_timeout_s <= 0:
+            raise ValueError("transcript_timeout_s must be > 0")
         for name in ("inactivity_gap_s", "allowed_lateness_s", "tombstone_ttl_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
@@ -88,6 +114,17 @@ class CallMeta(NamedTuple):
     late_pending: bool  # late chunks absorbed since the last final row
     last_reason: str  # close reason of the last final row
     marker_seen: bool = False  # end-of-call marker read, waiting for the watermark
+    closing: str = ""  # close reason while waiting for transcripts ("" = not closing)
+    closing_deadline_s: float = 0.0  # wall clock (s) after which it closes without them
+    last_row: CallRow | None = None  # the last final row, re-emitted as is at expiry
+
+
+#: The last event-time moment of a bounded input: the global window's end, a second early and
+#: in whole milliseconds (runners keep timers in milliseconds, so the window end itself would
+#: come back truncated and compare below it).
+_END_OF_INPUT: Final = Timestamp(
+    micros=(GlobalWindow().max_timestamp().micros // 1000 - 1000) * 1000
+)
 
 
 def _ts(ms: int) -> Timestamp:
@@ -95,13 +132,19 @@ def _ts(ms: int) -> Timestamp:
 
 
 class AggregateCallFn(beam.DoFn):
-    """Stateful DoFn over ``(call_id, AudioChunk)``; outputs ``CallRow`` and ``dead_letter``.
+    """Stateful DoFn over ``(call_id, event)``; outputs ``RowWithAck`` and ``dead_letter``.
+
+    ``event`` is an ``AudioChunk`` (audio dropped) or, with ``await_transcripts``, a
+    ``Transcript``, a ``SegmentationDone`` or a transcript-path ``DeadLetter``.
 
     Metrics: ``calls_opened``, ``calls_finalized``, ``rows_live``, ``rows_corrected``,
-    ``chunks_late``, ``chunks_too_late``.
+    ``chunks_late``, ``chunks_too_late``, ``transcripts_joined``, ``transcripts_late``,
+    ``transcripts_too_late``, ``calls_transcripts_timed_out``.
     """
 
     FACTS = BagStateSpec("facts", PickleCoder())
+    TRANSCRIPTS = BagStateSpec("transcripts", PickleCoder())
+    DONE = BagStateSpec("done", PickleCoder())
     META = ReadModifyWriteStateSpec("meta", PickleCoder())
     EVENT_TIMER = TimerSpec("event", TimeDomain.WATERMARK)
     WALL_TIMER = TimerSpec("wall", TimeDomain.REAL_TIME)
@@ -114,6 +157,21 @@ class AggregateCallFn(beam.DoFn):
         self.rows_corrected = Metrics.counter(_NS, "rows_corrected")
         self.chunks_late = Metrics.counter(_NS, "chunks_late")
         self.chunks_too_late = Metrics.counter(_NS, "chunks_too_late")
+        self.transcripts_joined = Metrics.counter(_NS, "transcripts_joined")
+        self.transcripts_late = Metrics.counter(_NS, "transcripts_late")
+        self.transcripts_too_late = Metrics.counter(_NS, "transcripts_too_late")
+        self.timed_out = Metrics.counter(_NS, "calls_transcripts_timed_out")
+
+    def setup(self) -> None:
+        self._scorecard: Any = None
+        if self._cfg.await_transcripts and self._cfg.scorecard != "off":
+            from transforms.scorecard import default_scorecard, load_scorecard
+
+            self._scorecard = (
+                default_scorecard()
+                if self._cfg.scorecard == "default"
+                else load_scorecard(self._cfg.scorecard)
+            )
 
     def _gap_ms(self) -> int:
         return int(self._cfg.inactivity_gap_s * 1000)
@@ -123,14 +181,23 @@ class AggregateCallFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[str, AudioChunk],
+        element: tuple[str, Any],
         facts: Any = beam.DoFn.StateParam(FACTS),
+        transcripts: Any = beam.DoFn.StateParam(TRANSCRIPTS),
+        done: Any = beam.DoFn.StateParam(DONE),
         meta_state: Any = beam.DoFn.StateParam(META),
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
-        _, chunk = element
+        _, item = element
         meta: CallMeta | None = meta_state.read()
+        state = _State(facts, transcripts, done, event_timer, wall_timer)
+        if not isinstance(item, AudioChunk):
+            meta = yield from self._asr_event(item, meta, state)
+            if meta is not None:
+                meta_state.write(meta)
+            return
+        chunk = item
         fact = chunk_fact(chunk)
         if meta is not None and meta.status == EXPIRED:
             self.chunks_too_late.inc()
@@ -145,40 +212,130 @@ class AggregateCallFn(beam.DoFn):
         if meta.status == OPEN:
             meta = meta._replace(max_end_ms=max(meta.max_end_ms, fact_end_ms(fact)))
             if chunk.end_of_call and not self._cfg.marker_waits_for_watermark:
-                meta = yield from self._finalize(meta, facts, event_timer, "end_of_call")
+                meta = yield from self._close(meta, state, "end_of_call")
             else:
                 meta = meta._replace(marker_seen=meta.marker_seen or chunk.end_of_call)
                 wait_ms = 0 if meta.marker_seen else self._gap_ms()
                 event_timer.set(_ts(meta.max_end_ms + wait_ms))
         else:  # CLOSED: a late chunk; a corrected version follows shortly
             self.chunks_late.inc()
-            meta = meta._replace(late_pending=True)
-            wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.correction_delay_s))
+            meta = self._correction_due(meta, wall_timer)
         meta_state.write(meta)
 
+    def _asr_event(
+        self, item: Any, meta: CallMeta | None, state: _State
+    ) -> Generator[Any, None, CallMeta | None]:
+        """A transcript, a segmentation marker or an ASR failure for this call."""
+        if meta is not None and meta.status == EXPIRED:
+            if isinstance(item, Transcript):
+                self.transcripts_too_late.inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, _transcript_too_late(item, meta))
+            return meta
+        if isinstance(item, Transcript):
+            self.transcripts_joined.inc()
+            state.transcripts.add(item)
+        elif isinstance(item, SegmentationDone):
+            state.done.add(item)
+        else:  # a DeadLetter of the transcript path: that utterance will not come
+            state.done.add(_failure_marker(item))
+        if meta is None:  # the call's chunks have not arrived yet (bounded runs)
+            return None
+        if meta.status == OPEN and meta.closing and self._transcripts_ready(meta, state):
+            return (yield from self._finalize(meta, state, meta.closing))
+        if meta.status == CLOSED and not isinstance(item, SegmentationDone):
+            self.transcripts_late.inc()
+            return self._correction_due(meta, state.wall_timer)
+        return meta
+
+    def _correction_due(self, meta: CallMeta, wall_timer: Any) -> CallMeta:
+        wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.correction_delay_s))
+        return meta._replace(late_pending=True)
+
+    def _transcripts_ready(self, meta: CallMeta, state: _State) -> bool:
+        """Every channel with audio is segmented and every announced utterance is in."""
+        if not self._cfg.await_transcripts:
+            return True
+        markers = list(state.done.read())
+        channels = {f.channel for f in state.facts.read()}
+        if not channels <= {d.channel for d in markers}:
+            return False
+        received = len(_distinct(state.transcripts.read()))
+        return received + _failures(markers) >= _expected(markers)
+
+    def _close(self, meta: CallMeta, state: _State, reason: str) -> Generator[Any, None, CallMeta]:
+        """The call reached its end: final now, or once its transcripts are in."""
+        if self._transcripts_ready(meta, state):
+            return (yield from self._finalize(meta, state, reason))
+        if not meta.closing:
+            timeout = self._cfg.transcript_timeout_s
+            meta = meta._replace(
+                closing=reason, closing_deadline_s=Timestamp.now().micros / 1e6 + timeout
+            )
+            if self._cfg.marker_waits_for_watermark:  # bounded: processing time means nothing
+                self._set_end_of_input_deadline(state.event_timer)
+            else:
+                state.wall_timer.set(Timestamp.now() + Duration(seconds=timeout))
+        return meta
+
+    def _set_end_of_input_deadline(self, event_timer: Any) -> None:
+        """Bounded runs: the end of the input is the last moment a transcript can come (the
+        watermark reaches the end only once every upstream stage is done). Streaming has no
+        event-time deadline: a backlog moves event time far faster than ASR can follow."""
+        if self._cfg.marker_waits_for_watermark:
+            event_timer.set(_END_OF_INPUT)
+
+    def _row(
+        self, meta: CallMeta, state: _State, version: int, final: bool, reason: str
+    ) -> CallRow:
+        summary = summarize(state.facts.read())
+        metrics = scorecard = None
+        if self._cfg.await_transcripts:
+            markers = list(state.done.read())
+            transcripts = _distinct(state.transcripts.read())
+            metrics = call_metrics(
+                transcripts,
+                summary.start_ms,
+                summary.end_ms,
+                self._cfg.qa,
+                expected_utterances=_expected(markers) if final else None,
+                transcript_failures=_failures(markers),
+            )
+            if not final:  # a live row is complete only in what it has seen so far
+                metrics = metrics._replace(transcripts_complete=False)
+            elif self._scorecard is not None:
+                from transforms.scorecard import score_call
+
+                scorecard = score_call(self._scorecard, transcripts, metrics)
+        return call_row(meta.info, summary, version, final, reason)._replace(
+            metrics=metrics, scorecard=scorecard
+        )
+
     def _finalize(
-        self, meta: CallMeta, facts: Any, event_timer: Any, reason: str
+        self, meta: CallMeta, state: _State, reason: str
     ) -> Generator[Any, None, CallMeta]:
-        summary = summarize(facts.read())
+        summary = summarize(state.facts.read())
         version = meta.versions + 1
         if version == 1:
             self.calls_finalized.inc()
         else:
             self.rows_corrected.inc()
-        yield RowWithAck(call_row(meta.info, summary, version, True, reason))
+        row = self._row(meta, state, version, True, reason)
+        yield RowWithAck(row)
         for dl in sequence_dead_letters(meta.info, summary, STAGE):
             # Gaps are reported once, as seen at the first final row; every duplicate is
             # reported (a letter per offset, so re-reporting one rewrites the same file).
             if version == 1 or dl.reason == "duplicate_seq":
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
         end_ms = max(meta.max_end_ms, summary.end_ms)
-        event_timer.set(_ts(end_ms + self._lateness_ms()))
+        state.event_timer.set(_ts(end_ms + self._lateness_ms()))
         return meta._replace(
             status=CLOSED,
             versions=version,
             late_pending=False,
             max_end_ms=end_ms,
             last_reason=reason,
+            closing="",
+            last_row=row,
         )
 
     @on_timer(EVENT_TIMER)
@@ -186,6 +343,8 @@ class AggregateCallFn(beam.DoFn):
         self,
         fire_ts: Any = beam.DoFn.TimestampParam,
         facts: Any = beam.DoFn.StateParam(FACTS),
+        transcripts: Any = beam.DoFn.StateParam(TRANSCRIPTS),
+        done: Any = beam.DoFn.StateParam(DONE),
         meta_state: Any = beam.DoFn.StateParam(META),
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
@@ -193,21 +352,34 @@ class AggregateCallFn(beam.DoFn):
         meta: CallMeta | None = meta_state.read()
         if meta is None:
             return
+        state = _State(facts, transcripts, done, event_timer, wall_timer)
         if meta.status == OPEN:
-            reason = "end_of_call" if meta.marker_seen else "inactivity"
-            meta = yield from self._finalize(meta, facts, event_timer, reason)
+            if not meta.closing:
+                reason = "end_of_call" if meta.marker_seen else "inactivity"
+                meta = yield from self._close(meta, state, reason)
+            elif fire_ts >= _END_OF_INPUT:
+                self.timed_out.inc()
+                meta = yield from self._finalize(meta, state, meta.closing)
+            else:  # a chunk's gap timer replaced the deadline: put it back
+                self._set_end_of_input_deadline(event_timer)
             meta_state.write(meta)
         elif meta.status == CLOSED:
             if meta.late_pending:  # the correction must not be lost to expiry
-                meta = yield from self._finalize(meta, facts, event_timer, "late_correction")
+                meta = yield from self._finalize(meta, state, "late_correction")
             # Expiry: no more versions. Re-emit the last final row (the write-once sink keeps the
             # file) with the call's offsets, so they are committed only once it is durable.
             all_facts = list(facts.read())
-            last = call_row(meta.info, summarize(all_facts), meta.versions, True, meta.last_reason)
+            last = meta.last_row
+            if last is None:  # state written by a version without last_row
+                last = call_row(
+                    meta.info, summarize(all_facts), meta.versions, True, meta.last_reason
+                )
             yield RowWithAck(last, offset_acks(meta.info.topic, all_facts))
             facts.clear()
+            transcripts.clear()
+            done.clear()
             wall_timer.clear()
-            meta_state.write(meta._replace(status=EXPIRED))
+            meta_state.write(meta._replace(status=EXPIRED, last_row=None))
             event_timer.set(fire_ts + Duration(seconds=self._cfg.tombstone_ttl_s))
         else:
             meta_state.clear()
@@ -216,6 +388,8 @@ class AggregateCallFn(beam.DoFn):
     def on_wall_time(
         self,
         facts: Any = beam.DoFn.StateParam(FACTS),
+        transcripts: Any = beam.DoFn.StateParam(TRANSCRIPTS),
+        done: Any = beam.DoFn.StateParam(DONE),
         meta_state: Any = beam.DoFn.StateParam(META),
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
@@ -223,14 +397,74 @@ class AggregateCallFn(beam.DoFn):
         meta: CallMeta | None = meta_state.read()
         if meta is None:
             return
-        if meta.status == OPEN:
-            self.rows_live.inc()
-            row = call_row(meta.info, summarize(facts.read()), meta.versions, False, "live")
-            yield RowWithAck(row)
-            wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.live_interval_s))
-        elif meta.status == CLOSED and meta.late_pending:
-            meta = yield from self._finalize(meta, facts, event_timer, "late_correction")
+        state = _State(facts, transcripts, done, event_timer, wall_timer)
+        now_s = Timestamp.now().micros / 1e6
+        if meta.status == OPEN and meta.closing and now_s >= meta.closing_deadline_s:
+            self.timed_out.inc()
+            meta = yield from self._finalize(meta, state, meta.closing)
             meta_state.write(meta)
+        elif meta.status == OPEN:
+            if self._cfg.live_interval_s > 0:
+                self.rows_live.inc()
+                yield RowWithAck(self._row(meta, state, meta.versions, False, "live"))
+                wait_s = self._cfg.live_interval_s
+                if meta.closing:
+                    wait_s = min(wait_s, max(0.0, meta.closing_deadline_s - now_s))
+                wall_timer.set(Timestamp.now() + Duration(seconds=wait_s))
+            elif meta.closing:
+                wall_timer.set(
+                    Timestamp.now() + Duration(seconds=max(0.0, meta.closing_deadline_s - now_s))
+                )
+        elif meta.status == CLOSED and meta.late_pending:
+            meta = yield from self._finalize(meta, state, "late_correction")
+            meta_state.write(meta)
+
+
+class _State(NamedTuple):
+    """The DoFn's state and timers for one call, passed around as one argument."""
+
+    facts: Any
+    transcripts: Any
+    done: Any
+    event_timer: Any
+    wall_timer: Any
+
+
+def _distinct(transcripts: Any) -> list[Transcript]:
+    """One transcript per utterance (channel, start): a replay may deliver one twice."""
+    by_key = {(t.channel, t.start_ms): t for t in transcripts}
+    return [by_key[k] for k in sorted(by_key)]
+
+
+def _expected(markers: list[SegmentationDone]) -> int:
+    return sum(d.utterances for d in markers if d.utterances > 0)
+
+
+def _failure_marker(dl: DeadLetter) -> SegmentationDone:
+    """A failed utterance, kept with the markers as ``utterances = -1`` (one per failure)."""
+    return SegmentationDone(dl.call_id or "", "", -1, dl.event_time_ms or 0)
+
+
+def _failures(markers: list[SegmentationDone]) -> int:
+    return sum(1 for d in markers if d.utterances < 0)
+
+
+def _transcript_too_late(t: Transcript, meta: CallMeta) -> DeadLetter:
+    return DeadLetter(
+        stage=STAGE,
+        reason="transcript_too_late",
+        error_type="lateness",
+        message=(
+            f"transcript of {t.channel} at {t.start_ms} arrived after call {t.call_id} expired "
+            f"(its final row v{meta.versions} stands; raise --allowed_lateness_s)"
+        ),
+        topic=meta.info.topic,
+        partition=meta.info.partition,
+        offset=None,
+        call_id=t.call_id,
+        event_time_ms=t.start_ms,
+        payload_size_bytes=len(t.text.encode()),
+    )
 
 
 def _too_late(chunk: AudioChunk, meta: CallMeta) -> DeadLetter:
@@ -252,21 +486,38 @@ def _too_late(chunk: AudioChunk, meta: CallMeta) -> DeadLetter:
 
 
 class AggregateCalls(beam.PTransform):
-    """``PCollection[AudioChunk]`` → ``rows`` (RowWithAck of CallRow) and ``dead_letter``."""
+    """``PCollection[AudioChunk]`` → ``rows`` (RowWithAck of CallRow) and ``dead_letter``.
+
+    With ASR the input is a dict: ``chunks`` (AudioChunk), ``transcripts`` (Transcript, once
+    durable), ``segmented`` (SegmentationDone) and ``asr_failures`` (DeadLetter of the
+    utterances that will never have a transcript).
+    """
 
     def __init__(self, cfg: AggregationConfig) -> None:
         super().__init__()
         self._cfg = cfg
 
-    def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.pvalue.DoOutputsTuple:
-        return (
-            chunks
+    def expand(self, inputs: Any) -> beam.pvalue.DoOutputsTuple:
+        parts = inputs if isinstance(inputs, dict) else {"chunks": inputs}
+        if set(parts) - {"chunks"} and not self._cfg.await_transcripts:
+            raise ValueError("AggregateCalls got transcripts but await_transcripts is off")
+        keyed = [
+            parts["chunks"]
             # The audio is not needed here: dropping it before the shuffle to the keyed state
             # cuts what crosses the runner ~30x (a 100 ms chunk is 3.2 kB of PCM).
             | "KeyByCall"
             >> beam.Map(lambda c: (c.call_id, c._replace(pcm=b""))).with_output_types(
-                tuple[str, AudioChunk]
+                tuple[str, Any]
             )
-            | "AggregateCall"
-            >> beam.ParDo(AggregateCallFn(self._cfg)).with_outputs(DEAD_LETTER_TAG, main="rows")
+        ]
+        for name in ("transcripts", "segmented", "asr_failures"):
+            if name in parts:
+                keyed.append(
+                    parts[name]
+                    | f"KeyByCall_{name}"
+                    >> beam.Map(lambda e: (e.call_id or "", e)).with_output_types(tuple[str, Any])
+                )
+        events = keyed[0] if len(keyed) == 1 else keyed | "JoinCallEvents" >> beam.Flatten()
+        return events | "AggregateCall" >> beam.ParDo(AggregateCallFn(self._cfg)).with_outputs(
+            DEAD_LETTER_TAG, main="rows"
         )

@@ -360,7 +360,15 @@ def make_transcript(
         backend=backend,
         words=words,
         alternatives=alternatives,
+        speech_dbfs=pcm_dbfs(utt.pcm),
     )
+
+
+def pcm_dbfs(pcm: bytes) -> float | None:
+    """RMS level of 16-bit PCM in dB relative to full scale; None for digital silence."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+    power = float(np.mean(x * x)) if len(x) else 0.0
+    return round(10 * math.log10(power), 2) if power > 0 else None
 
 
 def available_cpus() -> int:

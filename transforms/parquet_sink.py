@@ -1,14 +1,20 @@
-"""``WriteTable``: rows → Parquet files with Hive ``dt=`` partitions and deterministic names.
+"""``WriteTable``: rows → Parquet files with Hive ``dt=``/``hour=`` partitions and deterministic
+names.
 
 Each row is written to a file whose name is a function of the row's key (a call and its
 version, or a dead letter's source coordinates), through a temporary file and an atomic rename.
 A replay or a re-firing that produces the same row therefore rewrites the same file with the
 same content: the tables never hold duplicates, and nothing overwrites a different row.
 
-Layout (``<root>/<table>/dt=YYYY-MM-DD/<name>.parquet``):
+Layout (``<root>/<table>/dt=YYYY-MM-DD/hour=HH/<name>.parquet``, UTC, from the row's event
+time: a call's start, an utterance's start, a dead letter's event):
 
-* calls, final rows: ``<call>.v<version>.final.parquet``
+* calls, final rows: ``<call>.v<version>.final.parquet``; a final row with a scorecard first
+  writes its answers to ``scorecard_answers/…/<call>.v<version>.parquet`` (so they are durable
+  before the row, and so before its offsets are acknowledged)
 * calls, live rows: ``<call>.v<version>.live.o<last_offset>.parquet`` (state after that offset)
+* transcripts: ``<call>.<channel>.<start_ms>.parquet``
+* quarantine: ``<table>.<row key>.parquet``, the key being the row's file name in its table
 * dead letters: ``<topic>.p<partition>.o<offset>.<stage>.<reason>.parquet``, or with a content
   hash when the letter has no source offset (e.g. a sequence gap).
 """
@@ -27,10 +33,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
-from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck, Transcript
+from schemas.records import (
+    CallRow,
+    DeadLetter,
+    OffsetAck,
+    QuarantinedRow,
+    QuarantineWithAck,
+    RowWithAck,
+    ScorecardAnswerRow,
+    Transcript,
+)
 from schemas.tables import (
     CALLS,
     DEAD_LETTERS,
+    QUARANTINE,
+    SCORECARD_ANSWERS,
     TABLES,
     TRANSCRIPTS,
     Table,
@@ -42,6 +59,7 @@ from transforms.durable import replace_atomically
 _NS: Final = "callqa.sink"
 STAGE: Final = "sink"
 DEAD_LETTER_TAG: Final = "dead_letter"
+WRITTEN_TAG: Final = "written"
 _MAX_NAME: Final = 120
 
 
@@ -53,15 +71,43 @@ def safe_name(text: str) -> str:
     return quoted[:80] + "~" + hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def day_partition(epoch_ms: int | None) -> str:
+def time_partition(epoch_ms: int | None) -> str:
+    """``dt=YYYY-MM-DD/hour=HH`` (UTC) of an event time."""
     if epoch_ms is None:
-        return "dt=unknown"
-    return "dt=" + datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+        return "dt=unknown/hour=unknown"
+    at = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return at.strftime("dt=%Y-%m-%d/hour=%H")
 
 
 def call_file(row: CallRow) -> str:
     kind = "final" if row.is_final else f"live.o{row.last_offset}"
-    return f"{day_partition(row.start_ms)}/{safe_name(row.call_id)}.v{row.version}.{kind}.parquet"
+    return f"{time_partition(row.start_ms)}/{safe_name(row.call_id)}.v{row.version}.{kind}.parquet"
+
+
+def answers_file(row: CallRow) -> str:
+    return f"{time_partition(row.start_ms)}/{safe_name(row.call_id)}.v{row.version}.parquet"
+
+
+def scorecard_answer_rows(row: CallRow) -> list[ScorecardAnswerRow]:
+    """The ``scorecard_answers`` rows of a scored final call row (none otherwise)."""
+    card = row.scorecard
+    if card is None or not row.is_final:
+        return []
+    return [
+        ScorecardAnswerRow(
+            call_id=row.call_id,
+            version=row.version,
+            call_start_ms=row.start_ms,
+            scorecard=card.scorecard,
+            question_id=a.question_id,
+            passed=a.passed,
+            points=a.points,
+            potential=a.potential,
+            evidence=a.evidence,
+            evidence_ms=a.evidence_ms,
+        )
+        for a in card.answers
+    ]
 
 
 def dead_letter_file(dl: DeadLetter) -> str:
@@ -70,7 +116,7 @@ def dead_letter_file(dl: DeadLetter) -> str:
     else:
         digest = hashlib.sha1(repr(tuple(dl)).encode()).hexdigest()[:16]
         name = f"{dl.stage}.{dl.reason}.{safe_name(dl.call_id or '-')}.{digest}"
-    return f"{day_partition(dl.event_time_ms)}/{name}.parquet"
+    return f"{time_partition(dl.event_time_ms)}/{name}.parquet"
 
 
 def dead_letter_ack(dl: DeadLetter) -> OffsetAck | None:
@@ -97,23 +143,44 @@ def _unpack_dead_letter(element: DeadLetter) -> tuple[Any, tuple[OffsetAck, ...]
 
 def transcript_file(t: Transcript) -> str:
     """One file per utterance: (call, channel, start) identifies it."""
-    return f"{day_partition(t.start_ms)}/{safe_name(t.call_id)}.{t.channel}.{t.start_ms}.parquet"
+    name = f"{safe_name(t.call_id)}.{t.channel}.{t.start_ms}.parquet"
+    return f"{time_partition(t.start_ms)}/{name}"
 
 
 def _unpack_transcript(element: Transcript) -> tuple[Any, tuple[OffsetAck, ...]]:
     return element, ()
 
 
+def quarantine_file(q: QuarantinedRow) -> str:
+    return f"{time_partition(q.event_time_ms)}/{safe_name(q.table)}.{q.row_key}.parquet"
+
+
+def _unpack_quarantine(element: QuarantineWithAck) -> tuple[Any, tuple[OffsetAck, ...]]:
+    return element.row, element.acks
+
+
 _FILE_NAMERS: Final[dict[str, Callable[[Any], str]]] = {
     CALLS.name: call_file,
     DEAD_LETTERS.name: dead_letter_file,
     TRANSCRIPTS.name: transcript_file,
+    QUARANTINE.name: quarantine_file,
 }
 _UNPACKERS: Final[dict[str, Callable[[Any], tuple[Any, tuple[OffsetAck, ...]]]]] = {
     CALLS.name: _unpack_call,
     DEAD_LETTERS.name: _unpack_dead_letter,
     TRANSCRIPTS.name: _unpack_transcript,
+    QUARANTINE.name: _unpack_quarantine,
 }
+
+
+def row_and_acks(table_name: str, element: Any) -> tuple[Any, tuple[OffsetAck, ...]]:
+    """What ``WriteTable(table)`` writes of ``element``, and the acks it releases after."""
+    return _UNPACKERS[table_name](element)
+
+
+def row_file_name(table_name: str, row: Any) -> str:
+    """The file name (no partition directories) of ``row`` in its table."""
+    return _FILE_NAMERS[table_name](row).rsplit("/", 1)[-1]
 
 
 def write_rows_file(path: Path, table: Table, rows: list[Any]) -> None:
@@ -158,9 +225,10 @@ class WriteRowFilesFn(beam.DoFn):
     the published one: it becomes a ``conflicting_final_row`` dead letter (tagged output).
     """
 
-    def __init__(self, table_name: str, root: str) -> None:
+    def __init__(self, table_name: str, root: str, emit_written: bool = False) -> None:
         self._table_name = table_name
         self._root = root
+        self._emit_written = emit_written
         self.files_written = Metrics.counter(_NS, f"{table_name}_files_written")
 
     def setup(self) -> None:
@@ -171,29 +239,48 @@ class WriteRowFilesFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         row, acks = self._unpack(element)
         path = Path(self._root) / self._table.name / self._namer(row)
-        if getattr(row, "is_final", False) and path.exists():
-            existing = read_rows_file(path, self._table)[0]
-            if existing != row:
-                Metrics.counter(_NS, "final_row_conflicts").inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, conflicting_final(row, existing))
-        else:
+        final = getattr(row, "is_final", False)
+        existing = read_rows_file(path, self._table)[0] if final and path.exists() else None
+        if existing is not None and existing != row:
+            # The published row stands; this one is only a dead letter (and its offsets are
+            # done: the row that stands already covers the call).
+            Metrics.counter(_NS, "final_row_conflicts").inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, conflicting_final(row, existing))
+            yield from acks
+            return
+        if self._table.name == CALLS.name:
+            # Rewritten even when the row exists (same content): heals a crash between the two.
+            self._write_answers(row)
+        if existing is None:
             write_rows_file(path, self._table, [row])
             self.files_written.inc()
         yield from acks  # only now that the row is durable
+        if self._emit_written:
+            yield beam.pvalue.TaggedOutput(WRITTEN_TAG, row)
+
+    def _write_answers(self, row: CallRow) -> None:
+        answers = scorecard_answer_rows(row)
+        if answers:
+            where = Path(self._root) / SCORECARD_ANSWERS.name / answers_file(row)
+            write_rows_file(where, SCORECARD_ANSWERS, answers)
 
 
 class WriteTable(beam.PTransform):
     """Rows → Parquet files under ``<root>/<table>/``.
 
-    Outputs ``acks`` (OffsetAck of what is durable) and ``dead_letter`` (write conflicts).
+    Outputs ``acks`` (OffsetAck of what is durable), ``dead_letter`` (write conflicts) and,
+    with ``emit_written``, ``written``: each row once its file is durable (what downstream
+    stages may count on after a crash).
     """
 
-    def __init__(self, table: Table, root: str) -> None:
+    def __init__(self, table: Table, root: str, emit_written: bool = False) -> None:
         super().__init__()
         self._table = table
         self._root = root
+        self._emit_written = emit_written
 
     def expand(self, rows: beam.PCollection[Any]) -> beam.pvalue.DoOutputsTuple:
+        tags = (DEAD_LETTER_TAG, WRITTEN_TAG) if self._emit_written else (DEAD_LETTER_TAG,)
         return rows | f"Write_{self._table.name}" >> beam.ParDo(
-            WriteRowFilesFn(self._table.name, self._root)
-        ).with_outputs(DEAD_LETTER_TAG, main="acks")
+            WriteRowFilesFn(self._table.name, self._root, self._emit_written)
+        ).with_outputs(*tags, main="acks")

@@ -7,6 +7,12 @@ that ended at least ``min_silence_ms`` ago is emitted as an utterance with paddi
 that spans chunk boundaries stays in the buffer until it ends; ``max_utterance_s`` caps it.
 The end-of-call marker, or the watermark passing ``flush_gap_s`` after the last chunk,
 flushes the rest.
+
+Outputs: ``utterances`` (``Utterance``) and ``done`` (``SegmentationDone``): when a channel is
+flushed, how many utterances it produced, so the per-call aggregation can tell when every
+transcript of a call is in. The end-of-call marker travels on one channel only; in streaming
+runs it is copied to the call's other channels (as an empty chunk) so all of them flush at
+once instead of waiting for the flush gap.
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
-from schemas.records import AudioChunk, Utterance
+from schemas.audio import PIPELINE_SAMPLE_RATE_HZ, ROLES
+from schemas.records import AudioChunk, SegmentationDone, Utterance
 from transforms.recordings import resample
 
 _NS: Final = "callqa.segment"
+DONE_TAG: Final = "done"
 _RATE: Final = PIPELINE_SAMPLE_RATE_HZ
 NOISE_SUPPRESSION_LEVELS: Final = ("off", "moderate", "aggressive")
 #: noisereduce (spectral gating) settings per level: stationary noise removed at 60 %, or
@@ -125,10 +132,12 @@ class _Buffer(NamedTuple):
     end_ms: int  # event time just after the latest buffered chunk
     vad_at_ms: int  # end_ms when the VAD last ran
     language_hint: str | None
+    emitted: int = 0  # utterances emitted so far for this (call, channel)
 
 
 class SegmentSpeechFn(beam.DoFn):
-    """Stateful over ``((call_id, channel), AudioChunk)`` → ``Utterance``.
+    """Stateful over ``((call_id, channel), AudioChunk)`` → ``Utterance`` (main) and
+    ``SegmentationDone`` (tagged ``done``) when a channel is flushed.
 
     Metrics: ``utterances``, ``speech_s``, ``vad_runs``.
     """
@@ -155,14 +164,20 @@ class SegmentSpeechFn(beam.DoFn):
         chunks: Any = beam.DoFn.StateParam(CHUNKS),
         buffer_state: Any = beam.DoFn.StateParam(BUFFER),
         flush: Any = beam.DoFn.TimerParam(FLUSH),
-    ) -> Iterator[Utterance]:
+    ) -> Iterator[Any]:
         (call_id, channel), chunk = element
+        buf: _Buffer | None = buffer_state.read()
+        if buf is None and chunk.num_samples == 0 and chunk.end_of_call:
+            # The call ended with no audio on this channel (a copied marker): nothing to cut.
+            yield beam.pvalue.TaggedOutput(
+                DONE_TAG, SegmentationDone(call_id, channel, 0, chunk.event_time_ms)
+            )
+            return
         samples = np.frombuffer(chunk.pcm, dtype="<i2").astype(np.float32) / 32768.0
         if chunk.channels == 2:
             samples = samples.reshape(-1, 2).mean(axis=1)
         samples = resample(samples, chunk.sample_rate_hz, _RATE)
         end_ms = chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
-        buf: _Buffer | None = buffer_state.read()
         if buf is None:
             buf = _Buffer(chunk.event_time_ms, end_ms, chunk.event_time_ms, chunk.language_hint)
         chunks.add((chunk.event_time_ms, samples.astype(np.float32).tobytes()))
@@ -188,7 +203,7 @@ class SegmentSpeechFn(beam.DoFn):
         key: Any = beam.DoFn.KeyParam,
         chunks: Any = beam.DoFn.StateParam(CHUNKS),
         buffer_state: Any = beam.DoFn.StateParam(BUFFER),
-    ) -> Iterator[Utterance]:
+    ) -> Iterator[Any]:
         buf: _Buffer | None = buffer_state.read()
         if buf is None:
             return
@@ -199,7 +214,7 @@ class SegmentSpeechFn(beam.DoFn):
 
     def _cut(
         self, call_id: str, channel: str, buf: _Buffer, chunks: Any, final: bool
-    ) -> Generator[Utterance, None, _Buffer]:
+    ) -> Generator[Any, None, _Buffer]:
         audio = np.zeros(_ms_to_samples(buf.end_ms - buf.start_ms), dtype=np.float32)
         for event_ms, raw in chunks.read():
             piece = np.frombuffer(raw, dtype=np.float32)
@@ -210,6 +225,7 @@ class SegmentSpeechFn(beam.DoFn):
             audio[at : at + len(piece)] = piece
         self.vad_runs.inc()
         spans, keep_from = find_utterances(audio, self._opts, final)
+        emitted = buf.emitted
         for start, end in spans:
             speech = suppress_noise(audio[start:end], self._opts.noise_suppression)
             pcm = np.clip(np.round(speech * 32767.0), -32768, 32767).astype("<i2")
@@ -217,26 +233,49 @@ class SegmentSpeechFn(beam.DoFn):
             end_ms = buf.start_ms + 1000 * end // _RATE
             self.utterances.inc()
             self.speech_ms.update(end_ms - start_ms)
+            emitted += 1
             yield Utterance(
                 call_id, channel, start_ms, end_ms, _RATE, pcm.tobytes(), buf.language_hint
+            )
+        if final:
+            yield beam.pvalue.TaggedOutput(
+                DONE_TAG, SegmentationDone(call_id, channel, emitted, buf.end_ms)
             )
         chunks.clear()
         rest_ms = buf.start_ms + 1000 * keep_from // _RATE
         if not final and keep_from < len(audio):
             chunks.add((rest_ms, audio[keep_from:].tobytes()))
-        return buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms)
+        return buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms, emitted=emitted)
+
+
+def key_by_call_channel(
+    chunk: AudioChunk, copy_marker: bool
+) -> Iterator[tuple[tuple[str, str], AudioChunk]]:
+    """Key a chunk by (call, channel); with ``copy_marker``, an end-of-call chunk also goes,
+    emptied, to the call's other channels so that they flush now."""
+    yield (chunk.call_id, chunk.channel), chunk
+    if copy_marker and chunk.end_of_call:
+        marker = chunk._replace(pcm=b"", num_samples=0)
+        for role in ROLES:
+            if role != chunk.channel:
+                yield (chunk.call_id, role), marker._replace(channel=role)
 
 
 class SegmentSpeech(beam.PTransform):
-    """``PCollection[AudioChunk]`` → ``PCollection[Utterance]`` per (call, channel)."""
+    """``PCollection[AudioChunk]`` → ``utterances`` (Utterance) and ``done``
+    (SegmentationDone) per (call, channel)."""
 
     def __init__(self, opts: SegmentOptions) -> None:
         super().__init__()
         self._opts = opts
 
-    def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.PCollection[Utterance]:
+    def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.pvalue.DoOutputsTuple:
+        # Bounded runs cut each channel when the watermark passes its end, so the marker (which
+        # may arrive before a channel's audio there) must not flush anything early.
+        copy_marker = not self._opts.segment_at_watermark
         return (
             chunks
-            | "KeyByCallChannel" >> beam.Map(lambda c: ((c.call_id, c.channel), c))
-            | "Segment" >> beam.ParDo(SegmentSpeechFn(self._opts)).with_output_types(Utterance)
+            | "KeyByCallChannel" >> beam.FlatMap(key_by_call_channel, copy_marker)
+            | "Segment"
+            >> beam.ParDo(SegmentSpeechFn(self._opts)).with_outputs(DONE_TAG, main="utterances")
         )

@@ -9,13 +9,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr,speech]"
+.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr,speech,qa]"
 # Debian tools: kcat (the non-Python producer in the README), espeak-ng + sox (speech for
-# the ASR tests).
+# the ASR tests), chromium + a CJK font (the report).
 missing=""
 command -v kcat >/dev/null 2>&1 || missing="$missing kcat"
 command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
 command -v sox >/dev/null 2>&1 || missing="$missing sox"
+# The report's screenshot test renders it in headless Chromium; CJK glyphs for its plots.
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+[ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing="$missing fonts-wqy-zenhei"
 if [ -n "$missing" ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -20,7 +20,7 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from beam_jobs.models import install_embedded_whisper
-from schemas.records import AudioChunk, Transcript, Utterance
+from schemas.records import AudioChunk, SegmentationDone, Transcript, Utterance
 from transforms.asr import AsrOptions, FasterWhisperModelHandler
 from transforms.recordings import encode, resample
 from transforms.segment import SegmentOptions, SegmentSpeech, find_utterances
@@ -94,8 +94,16 @@ def test_two_phrases_become_two_utterances_and_transcripts(tmp_path: Path) -> No
         texts = [t.text.lower() for t in sorted(ts, key=lambda t: t.start_ms)]
         assert "help" in texts[0] and "goodbye" in texts[1], texts
 
+    def check_done(done: list[SegmentationDone]) -> None:
+        # The customer channel announces its two utterances; the end-of-call marker copied to
+        # the other channels flushes them with none.
+        counts = sorted((d.channel, d.utterances) for d in done)
+        assert counts == [("agent", 0), ("customer", 2), ("mixed", 0)], counts
+
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
-    utts = p | stream | SegmentSpeech(SegmentOptions())
+    segmented = p | stream | SegmentSpeech(SegmentOptions())
+    utts = segmented.utterances
     assert_that(utts, check_utterances, label="utterances")
+    assert_that(segmented.done, check_done, label="done")
     assert_that(utts | RunInference(handler), check_transcripts, label="transcripts")
     p.run().wait_until_finish()

@@ -83,10 +83,10 @@ def run_spoken_call(
         deadline = time.monotonic() + 30
         rows: list[tuple] = []
         while time.monotonic() < deadline and len(rows) < 2:
-            if list((out / "transcripts").glob("*/*.parquet")):
+            if list((out / "transcripts").rglob("*.parquet")):
                 rows = warehouse.query(
                     f"SELECT channel, text, language, backend, start_ms FROM read_parquet("
-                    f"'{out}/transcripts/*/*.parquet') ORDER BY start_ms"
+                    f"'{out}/transcripts/**/*.parquet') ORDER BY start_ms"
                 )
             time.sleep(0.5)
     assert warehouse.final_calls(out)[0]["call_id"] == call_id

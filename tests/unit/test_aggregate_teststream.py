@@ -7,7 +7,8 @@ Processing time: the DoFn sets its REAL_TIME timers from ``Timestamp.now()`` (th
 clock, ~1.7e9 s), but the DirectRunner's ``TestClock`` starts at 0 and only moves with
 ``advance_processing_time``. Unpatched, a small advance never fires those timers, and a huge
 one fires the live timer in a loop until the real clock catches up (non-deterministic). The
-``runner_clock`` fixture therefore makes ``transforms.aggregate`` read the runner's clock.
+``runner_clock`` fixture (``tests/unit/conftest.py``) therefore makes ``transforms.aggregate``
+read the runner's clock.
 
 Metrics: the streaming DirectRunner (BundleBasedDirectRunner, Beam 2.77) keeps only the first
 bundle's user-counter updates of a step (``StateSampler.scoped_state`` caches the first bundle's
@@ -23,7 +24,6 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.direct import direct_runner
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not a pytest class
 from apache_beam.testing.util import assert_that, equal_to
@@ -31,7 +31,6 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import AudioChunk, CallRow, DeadLetter, OffsetAck, RowWithAck
-from transforms import aggregate
 from transforms.aggregate import AggregateCalls, AggregationConfig
 
 BASE_MS = 1_764_072_000_000  # 2025-11-25T12:00:00Z
@@ -131,26 +130,6 @@ def run_stream(
         label="letters",
     )
     p.run().wait_until_finish()
-
-
-@pytest.fixture
-def runner_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Make ``transforms.aggregate`` read processing time from the DirectRunner's TestClock."""
-    clocks: list[Any] = []
-
-    class RecordingTestClock(direct_runner.TestClock):  # type: ignore[name-defined,misc]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            clocks.append(self)
-
-    class RunnerTimestamp(Timestamp):
-        @staticmethod
-        def now() -> Timestamp:
-            return Timestamp.of(clocks[-1].time())
-
-    monkeypatch.setattr(direct_runner, "TestClock", RecordingTestClock)
-    monkeypatch.setattr(aggregate, "Timestamp", RunnerTimestamp)
-    yield
 
 
 def test_on_time_call_closes_by_inactivity() -> None:

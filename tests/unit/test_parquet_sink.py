@@ -19,10 +19,10 @@ from schemas.tables import CALLS, DEAD_LETTERS
 from transforms.parquet_sink import (
     WriteTable,
     call_file,
-    day_partition,
     dead_letter_ack,
     dead_letter_file,
     safe_name,
+    time_partition,
     write_rows_file,
 )
 
@@ -88,9 +88,9 @@ def all_files(root: Path) -> list[str]:
 
 
 def test_call_file_names() -> None:
-    assert call_file(ROW) == "dt=2025-11-25/c-0001.v1.final.parquet"
+    assert call_file(ROW) == "dt=2025-11-25/hour=12/c-0001.v1.final.parquet"
     live = ROW._replace(version=0, is_final=False, close_reason="live")
-    assert call_file(live) == "dt=2025-11-25/c-0001.v0.live.o160.parquet"
+    assert call_file(live) == "dt=2025-11-25/hour=12/c-0001.v0.live.o160.parquet"
 
 
 def test_call_file_is_a_function_of_the_row_key() -> None:
@@ -103,15 +103,17 @@ def test_call_file_is_a_function_of_the_row_key() -> None:
     assert call_file(live) != call_file(ROW._replace(version=0))
 
 
-def test_day_partition_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_time_partition_is_utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8: local time is already the 26th
     time.tzset()
     try:
-        assert day_partition(LAST_MS_OF_DAY) == "dt=2025-11-25"
-        assert day_partition(LAST_MS_OF_DAY + 1) == "dt=2025-11-26"
-        assert call_file(ROW._replace(start_ms=LAST_MS_OF_DAY + 1)).startswith("dt=2025-11-26/")
-        assert day_partition(0) == "dt=1970-01-01"
-        assert day_partition(None) == "dt=unknown"
+        assert time_partition(LAST_MS_OF_DAY) == "dt=2025-11-25/hour=23"
+        assert time_partition(LAST_MS_OF_DAY + 1) == "dt=2025-11-26/hour=00"
+        assert call_file(ROW._replace(start_ms=LAST_MS_OF_DAY + 1)).startswith(
+            "dt=2025-11-26/hour=00/"
+        )
+        assert time_partition(0) == "dt=1970-01-01/hour=00"
+        assert time_partition(None) == "dt=unknown/hour=unknown"
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -150,17 +152,17 @@ def test_safe_name_hashes_long_ids() -> None:
 
 def test_dead_letter_file_names() -> None:
     assert dead_letter_file(DECODE_LETTER) == (
-        "dt=2025-11-25/audio.p1.o7.decode.unknown_codec.parquet"
+        "dt=2025-11-25/hour=12/audio.p1.o7.decode.unknown_codec.parquet"
     )
     digest = hashlib.sha1(repr(tuple(GAP_LETTER)).encode()).hexdigest()[:16]
     assert dead_letter_file(GAP_LETTER) == (
-        f"dt=2025-11-25/aggregate.seq_gap.c-0001.{digest}.parquet"
+        f"dt=2025-11-25/hour=12/aggregate.seq_gap.c-0001.{digest}.parquet"
     )
     assert dead_letter_file(GAP_LETTER) == dead_letter_file(GAP_LETTER._replace())
     other_gap = GAP_LETTER._replace(message="customer chunks never received: seq 1")
     assert dead_letter_file(other_gap) != dead_letter_file(GAP_LETTER)
     no_time = DECODE_LETTER._replace(event_time_ms=None)
-    assert dead_letter_file(no_time).startswith("dt=unknown/")
+    assert dead_letter_file(no_time).startswith("dt=unknown/hour=unknown/")
 
 
 def test_dead_letter_ack() -> None:
@@ -188,7 +190,7 @@ def test_writing_the_same_row_twice_leaves_one_identical_file(tmp_path: Path) ->
     write_rows_file(path, CALLS, [ROW])
     first = path.read_bytes()
     write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
-    assert all_files(tmp_path) == ["calls/dt=2025-11-25/c-0001.v1.final.parquet"]
+    assert all_files(tmp_path) == ["calls/dt=2025-11-25/hour=12/c-0001.v1.final.parquet"]
     assert path.read_bytes() == first
 
 
@@ -233,10 +235,10 @@ def test_write_table_pipeline(tmp_path: Path) -> None:
     result.wait_until_finish()
 
     assert all_files(tmp_path) == [
-        "calls/dt=2025-11-25/c-0001.v0.live.o150.parquet",
-        "calls/dt=2025-11-25/c-0001.v1.final.parquet",
+        "calls/dt=2025-11-25/hour=12/c-0001.v0.live.o150.parquet",
+        "calls/dt=2025-11-25/hour=12/c-0001.v1.final.parquet",
         f"dead_letters/{dead_letter_file(GAP_LETTER)}",
-        "dead_letters/dt=2025-11-25/audio.p1.o7.decode.unknown_codec.parquet",
+        "dead_letters/dt=2025-11-25/hour=12/audio.p1.o7.decode.unknown_codec.parquet",
     ]  # no temp files
     final = pq.read_table(tmp_path / "calls" / call_file(ROW)).to_pylist()
     assert [CallRow(**r) for r in final] == [ROW]
@@ -265,3 +267,34 @@ def test_a_different_final_row_never_replaces_the_published_one(tmp_path: Path) 
     p.run().wait_until_finish()
     final = pq.read_table(tmp_path / "calls" / call_file(ROW)).to_pylist()
     assert [CallRow(**r) for r in final] == [ROW]  # the published row stands
+
+
+def test_a_scored_final_row_writes_its_answers_first(tmp_path: Path) -> None:
+    from schemas.records import ScorecardAnswer, ScorecardResult
+    from schemas.tables import SCORECARD_ANSWERS
+    from transforms.parquet_sink import answers_file, read_rows_file, scorecard_answer_rows
+
+    card = ScorecardResult("default", 1.0, 3.0, 1 / 3, (
+        ScorecardAnswer("greeting", True, 1.0, 1.0, "good morning", ROW.start_ms),
+        ScorecardAnswer("no_forbidden_words", False, 0.0, 2.0, "stupid: this stupid system", None),
+    ))  # fmt: skip
+    scored = ROW._replace(scorecard=card)
+    conflicting = scored._replace(chunk_count=ROW.chunk_count + 1, scorecard=card._replace(
+        answers=card.answers[:1]))  # fmt: skip
+    p = beam.Pipeline(runner=FnApiRunner())
+    rows = p | beam.Create([RowWithAck(scored)])
+    _ = rows | "Calls" >> WriteTable(CALLS, str(tmp_path))
+    p.run().wait_until_finish()
+    p = beam.Pipeline(runner=FnApiRunner())  # a replay with other content: the first stands
+    out = p | beam.Create([RowWithAck(conflicting)]) | "Again" >> WriteTable(CALLS, str(tmp_path))
+    assert_that(out.dead_letter | beam.Map(lambda d: d.reason), equal_to(["conflicting_final_row"]))
+    p.run().wait_until_finish()
+
+    path = tmp_path / SCORECARD_ANSWERS.name / answers_file(scored)
+    assert answers_file(scored) == "dt=2025-11-25/hour=12/c-0001.v1.parquet"
+    assert read_rows_file(path, SCORECARD_ANSWERS) == scorecard_answer_rows(scored)
+    assert [(a.question_id, a.passed) for a in read_rows_file(path, SCORECARD_ANSWERS)] == [
+        ("greeting", True),
+        ("no_forbidden_words", False),
+    ]
+    assert scorecard_answer_rows(scored._replace(is_final=False)) == []

@@ -34,7 +34,54 @@ CALLS_COLUMNS = [
     ("source_partition", "int64", False),
     ("first_offset", "int64", False),
     ("last_offset", "int64", False),
+    ("metrics", "struct", True),
+    ("scorecard", "struct", True),
 ]
+
+_QUARTERS = "struct<q1: double, q2: double, q3: double, q4: double> not null"
+METRICS_FIELDS = [
+    ("duration_s", "double not null"),
+    ("agent_talk_s", "double not null"),
+    ("customer_talk_s", "double not null"),
+    ("mixed_talk_s", "double not null"),
+    ("agent_talk_ratio", "double"),
+    ("non_talk_s", "double not null"),
+    ("non_talk_count", "int64 not null"),
+    ("longest_non_talk_s", "double not null"),
+    ("overtalk_count", "int64 not null"),
+    ("overtalk_ms", "int64 not null"),
+    ("interruptions_by_agent", "int64 not null"),
+    ("interruptions_by_customer", "int64 not null"),
+    ("agent_words_per_min", "double"),
+    ("customer_words_per_min", "double"),
+    ("agent_chars_per_min", "double"),
+    ("customer_chars_per_min", "double"),
+    ("agent_loudness_dbfs", "double"),
+    ("customer_loudness_dbfs", "double"),
+    ("turn_count", "int64 not null"),
+    ("utterance_count", "int64 not null"),
+    ("keywords", "list<element: string not null> not null"),
+    ("sentiment", "double"),
+    ("agent_sentiment", "double"),
+    ("customer_sentiment", "double"),
+    ("sentiment_quarters", _QUARTERS),
+    ("customer_sentiment_quarters", _QUARTERS),
+    ("sentiment_trajectory", "double"),
+    ("zh_share", "double"),
+    ("en_share", "double"),
+    ("zh_en_share", "double"),
+    ("mean_confidence", "double"),
+    ("min_confidence", "double"),
+    ("pii_redactions", "int64 not null"),
+    ("transcripts_complete", "bool not null"),
+    ("transcript_failures", "int64 not null"),
+]
+SCORECARD_TYPE = (
+    "struct<scorecard: string not null, score: double not null, potential: double not null, "
+    "normalized_score: double not null, answers: list<element: struct<question_id: string "
+    "not null, passed: bool not null, points: double not null, potential: double not null, "
+    "evidence: string not null, evidence_ms: int64> not null> not null>"
+)
 
 DEAD_LETTERS_COLUMNS = [
     ("stage", "string", False),
@@ -51,12 +98,20 @@ DEAD_LETTERS_COLUMNS = [
 
 
 def columns(schema: pa.Schema) -> list[tuple[str, str, bool]]:
-    return [(f.name, str(f.type), f.nullable) for f in schema]
+    return [
+        (f.name, "struct" if pa.types.is_struct(f.type) else str(f.type), f.nullable)
+        for f in schema
+    ]
 
 
 def test_calls_schema_is_pinned() -> None:
     assert columns(CALLS.schema) == CALLS_COLUMNS
-    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"2"}
+    metrics = CALLS.schema.field("metrics").type
+    assert [
+        (f.name, str(f.type) + ("" if f.nullable else " not null")) for f in metrics
+    ] == METRICS_FIELDS
+    assert str(CALLS.schema.field("scorecard").type) == SCORECARD_TYPE
+    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"3"}
     assert (CALLS.name, CALLS.record_type) == ("calls", CallRow)
 
 
@@ -64,14 +119,37 @@ def test_dead_letters_schema_is_pinned() -> None:
     assert columns(DEAD_LETTERS.schema) == DEAD_LETTERS_COLUMNS
     assert DEAD_LETTERS.schema.metadata == {
         b"callqa.table": b"dead_letters",
-        b"callqa.version": b"2",
+        b"callqa.version": b"3",
     }
     assert (DEAD_LETTERS.name, DEAD_LETTERS.record_type) == ("dead_letters", DeadLetter)
 
 
 def test_table_version_and_registry() -> None:
-    assert TABLE_VERSION == "2"
-    assert [t.name for t in TABLES] == ["calls", "dead_letters", "transcripts"]
+    assert TABLE_VERSION == "3"
+    assert [t.name for t in TABLES] == [
+        "calls",
+        "dead_letters",
+        "transcripts",
+        "scorecard_answers",
+        "quarantine",
+    ]
+
+
+def test_scorecard_answers_schema_golden() -> None:
+    from schemas.tables import SCORECARD_ANSWERS
+
+    assert columns(SCORECARD_ANSWERS.schema) == [
+        ("call_id", "string", False),
+        ("version", "int64", False),
+        ("call_start_ms", "int64", False),
+        ("scorecard", "string", False),
+        ("question_id", "string", False),
+        ("passed", "bool", False),
+        ("points", "double", False),
+        ("potential", "double", False),
+        ("evidence", "string", False),
+        ("evidence_ms", "int64", True),
+    ]
 
 
 def test_transcripts_schema_golden() -> None:
@@ -90,11 +168,14 @@ def test_transcripts_schema_golden() -> None:
         ("backend", "string", False),
         (
             "words",
-            "list<item: struct<text: string not null, start_ms: int64 not null, "
+            "list<element: struct<text: string not null, start_ms: int64 not null, "
             "end_ms: int64 not null, probability: double not null> not null>",
             False,
         ),
-        ("alternatives", "list<item: string not null>", False),
+        ("alternatives", "list<element: string not null>", False),
+        ("speech_dbfs", "double", True),
+        ("sentiment", "double", True),
+        ("pii_redactions", "int64", False),
     ]
 
 

@@ -1,0 +1,64 @@
+"""Live, final, late and too-late data on the runner the job uses (Prism, real Kafka): a call
+produced at real-time pace has live rows, its end-of-call marker makes it final (v1), a chunk
+that comes back later but within the allowed lateness makes a corrected v2, and a chunk after
+the call expired becomes a ``too_late`` dead letter while v2 stands."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from beam_jobs import warehouse
+from beam_jobs.producer import call_events, new_producer, send_events, synthetic_call
+from tests.integration.harness import job_args, streaming_job
+
+pytestmark = pytest.mark.integration
+
+ALLOWED_LATENESS_S = 6.0
+
+
+def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_live_final_late_correction_and_too_late(
+    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    call = synthetic_call("late-1", 3.0, seed=7)
+    events = call_events(call, int(time.time() * 1000) + 1000)
+    agent = [e for e in events if e.channel == "agent"]
+    held_back = agent[10]  # 1 s into the call: sent only after the call is final
+    on_time = [e for e in events if e is not held_back]
+    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--live_interval_s=1",
+                    "--correction_delay_s=1", f"--allowed_lateness_s={ALLOWED_LATENESS_S}",
+                    "--inactivity_gap_s=5")  # fmt: skip
+    producer = new_producer(kafka_bootstrap)
+    with streaming_job(argv):
+        send_events(producer, topic, on_time, realtime=True, progress=False)
+        assert _wait(lambda: warehouse.final_calls(out), 30), "no final row"
+        send_events(producer, topic, [held_back], realtime=False, progress=False)
+        assert _wait(lambda: warehouse.final_calls(out)[0]["version"] == 2, 30), "no correction"
+        # Past end + allowed lateness (the idle source moves the watermark with the clock).
+        time.sleep(ALLOWED_LATENESS_S + 4)
+        send_events(producer, topic, [held_back._replace(seq=999)], realtime=False, progress=False)
+        assert _wait(
+            lambda: any(d["reason"] == "too_late" for d in warehouse.dead_letters(out)), 30
+        ), "no too_late dead letter"
+        producer.close()
+
+    rows = warehouse.all_call_rows(out)
+    finals = sorted((r["version"], r["close_reason"], r["chunk_count"]) for r in rows
+                    if r["is_final"])  # fmt: skip
+    assert finals == [(1, "end_of_call", len(on_time)), (2, "late_correction", len(events))]
+    assert any(not r["is_final"] and r["version"] == 0 for r in rows), "no live rows"
+    assert warehouse.final_calls(out)[0]["version"] == 2  # the consumer query keeps v2
+    late = [d for d in warehouse.dead_letters(out) if d["reason"] == "too_late"]
+    assert [(d["call_id"], d["stage"]) for d in late] == [("late-1", "aggregate")]
