@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import shutil
 import time
@@ -114,6 +115,7 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
     )
     for dl in dls:
         print(f"  dead letter [{dl['stage']}/{dl['reason']}] key={dl['call_id']}: {dl['message']}")
+    _print_report(out)
     print()
     print("Kafka keeps running for the next run: `callqa kafka stop` stops it.")
     glob = f"{out}/transcripts/**/*.parquet"
@@ -154,6 +156,18 @@ def _print_calls(rows: dict[str, dict[str, Any]]) -> None:
             f"{r['agent_audio_s']:>9.1f}{r['customer_audio_s']:>8.1f}"
             f"{r['chunk_count']:>8}{r['missing_seq_count']:>6}"
         )
+
+
+def _print_report(out: Path) -> None:
+    from beam_jobs.report import build_report, data_date_range
+
+    span = data_date_range(out)
+    if span is None:
+        return
+    report = build_report(out, span[0], span[1], out / "report")
+    print()
+    print(f"report: {report.report_path}")
+    print(f"summary: {json.dumps(report.summary, ensure_ascii=False)}")
 
 
 def _print_qa(rows: dict[str, dict[str, Any]]) -> None:

@@ -1,13 +1,15 @@
 """Pipeline assembly: ``build_pipeline(p, cfg)`` wires the stages; ``run(argv)`` runs it.
 
 Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
-  ─AggregateCalls (stateful, event time)─► CallRow (+ QA metrics, scorecard) ─WriteCalls─► calls/
+  ─AggregateCalls (stateful, event time)─► CallRow (+ QA metrics, scorecard)
+  ─ValidateCalls (great-expectations)─► WriteCalls─► calls/ (+ scorecard_answers/)
 With --asr:
 AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─AnalyzeTranscripts (PII, sentiment)
-  ─WriteTranscripts─► transcripts/ ─(durable)─► AggregateCalls (joined per call)
+  ─ValidateTranscripts─► WriteTranscripts─► transcripts/ ─(durable)─► AggregateCalls (per call)
            │                └─PublishTranscripts─► Kafka transcripts topic
            └─ SegmentationDone (utterances per channel) ─► AggregateCalls
-every stage's failures ─► DeadLetter ─Flatten─► WriteDeadLetters ─► dead_letters/ Parquet
+every stage's failures ─► DeadLetter ─Flatten─► ValidateDeadLetters ─► dead_letters/ Parquet
+rows failing their table's expectations ─► QuarantinedRow ─WriteQuarantine─► quarantine/
 offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
 
@@ -22,8 +24,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import runner_options
-from schemas.records import DeadLetter, KafkaRecord
-from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
+from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
+from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
 from transforms.aggregate import AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
 from transforms.asr import Transcribe
@@ -34,6 +36,7 @@ from transforms.kafka_sink import PublishTranscripts
 from transforms.kafka_source import ReadAudioChunks
 from transforms.parquet_sink import WriteTable
 from transforms.segment import SegmentSpeech
+from transforms.validate import ValidateRows, quarantined_transcript
 
 _LOG = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ def build_pipeline(
         records = p | "ReadAudioChunks" >> ReadAudioChunks(cfg.source)
     decoded = records | "DecodeAndValidate" >> DecodeAndValidate()
     failures = [decoded.dead_letter]
+    quarantined: list[beam.PCollection[QuarantineWithAck]] = []
     call_events: dict[str, beam.PCollection] = {"chunks": decoded.chunks}
     if cfg.asr is not None:
         segmented = decoded.chunks | "SegmentSpeech" >> SegmentSpeech(cfg.segment)
@@ -58,15 +62,23 @@ def build_pipeline(
         analyzed = transcribed["transcripts"] | "AnalyzeTranscripts" >> AnalyzeTranscripts(
             cfg.analyze
         )
-        written = analyzed["transcripts"] | "WriteTranscripts" >> WriteTable(
+        checked = analyzed["transcripts"] | "ValidateTranscripts" >> ValidateRows(TRANSCRIPTS)
+        quarantined.append(checked.quarantine)
+        written = checked.valid | "WriteTranscripts" >> WriteTable(
             TRANSCRIPTS, cfg.output_dir, emit_written=True
         )
         asr_failures = (transcribed["dead_letter"], analyzed["dead_letter"]) | (
             "FlattenAsrFailures" >> beam.Flatten()
         )
         failures += [asr_failures, written.dead_letter]
+        # A quarantined transcript will not come either: the call must not wait for it.
+        held_back = checked.quarantine | "QuarantinedTranscripts" >> beam.Map(
+            quarantined_transcript
+        ).with_output_types(DeadLetter)
         call_events.update(
-            transcripts=written.written, segmented=segmented.done, asr_failures=asr_failures
+            transcripts=written.written,
+            segmented=segmented.done,
+            asr_failures=(asr_failures, held_back) | "FlattenMissingTranscripts" >> beam.Flatten(),
         )
         if cfg.transcripts_sink is not None:
             failures.append(
@@ -74,18 +86,29 @@ def build_pipeline(
                 | "PublishTranscripts" >> PublishTranscripts(cfg.transcripts_sink)
             )
     aggregated = call_events | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
-    calls = aggregated.rows | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
+    checked_calls = aggregated.rows | "ValidateCalls" >> ValidateRows(CALLS)
+    quarantined.append(checked_calls.quarantine)
+    calls = checked_calls.valid | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
     failures += [aggregated.dead_letter, calls.dead_letter]
     if source_dead_letters is not None:
         failures.append(source_dead_letters)
-    dead_letters = (
+    checked_letters = (
         failures
         | "FlattenDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> WriteTable(DEAD_LETTERS, cfg.output_dir)
+        | "ValidateDeadLetters" >> ValidateRows(DEAD_LETTERS)
+    )
+    quarantined.append(checked_letters.quarantine)
+    dead_letters = checked_letters.valid | "WriteDeadLetters" >> WriteTable(
+        DEAD_LETTERS, cfg.output_dir
+    )
+    held = (
+        quarantined
+        | "FlattenQuarantine" >> beam.Flatten()
+        | "WriteQuarantine" >> WriteTable(QUARANTINE, cfg.output_dir)
     )
     if cfg.commit is not None:
         _ = (
-            (calls.acks, dead_letters.acks)
+            (calls.acks, dead_letters.acks, held.acks)
             | "FlattenAcks" >> beam.Flatten()
             | "CommitOffsets" >> CommitOffsets(cfg.commit)
         )

@@ -54,6 +54,17 @@ def all_call_rows(root: str | Path) -> list[dict[str, Any]]:
     return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
 
 
+def duplicate_final_rows(root: str | Path) -> list[tuple[Any, ...]]:
+    """(call_id, version, rows) of every final (call, version) stored more than once: the
+    warehouse's key; the README's consumer check."""
+    if not _has_files(root, CALLS.name):
+        return []
+    return query(
+        f"SELECT call_id, version, count(*) FROM read_parquet('{_glob(root, CALLS.name)}', "
+        "hive_partitioning = true) WHERE is_final GROUP BY call_id, version HAVING count(*) > 1"
+    )
+
+
 def dead_letters(root: str | Path) -> list[dict[str, Any]]:
     if not _has_files(root, DEAD_LETTERS.name):
         return []

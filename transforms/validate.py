@@ -24,7 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import PaneInfo, WindowedValue
 
 from schemas.expectations import SUITE_VERSION, FrameValidator, frame_of, validate_frame
-from schemas.records import QuarantinedRow, QuarantineWithAck, RowWithAck
+from schemas.records import DeadLetter, QuarantinedRow, QuarantineWithAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS, Table, to_arrow_value
 from transforms.parquet_sink import row_and_acks, row_file_name
 
@@ -228,3 +228,22 @@ class ValidateRows(beam.PTransform):
         ).with_output_types(element_type, **{QUARANTINE_TAG: QuarantineWithAck}).with_outputs(
             QUARANTINE_TAG, main=VALID_TAG
         )
+
+
+def quarantined_transcript(held: QuarantineWithAck) -> DeadLetter:
+    """A quarantined transcript as the per-call aggregation counts it: an utterance that will
+    not arrive (so the call does not wait for it). Not written to the dead-letter table: the
+    quarantine table has the row."""
+    q = held.row
+    return DeadLetter(
+        stage="validate",
+        reason="quarantined",
+        error_type="expectations",
+        message=f"failed {', '.join(q.failed_expectations)}",
+        topic=None,
+        partition=None,
+        offset=None,
+        call_id=q.call_id,
+        event_time_ms=q.event_time_ms,
+        payload_size_bytes=None,
+    )

@@ -79,6 +79,7 @@ def test_scripted_call_metrics_scorecard_and_redaction(
     assert "stupid" in answers["no_forbidden_words"]["evidence"].lower()
     assert 0 < card["score"] < card["potential"]
 
+    assert not list((out / "quarantine").rglob("*.parquet")), "real rows failed their suites"
     texts = [t["text"] for t in warehouse.transcripts(out) if t["call_id"] == "qa-plan-1"]
     joined = " ".join(texts)
     assert "[PHONE]" in joined, texts

@@ -85,6 +85,7 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
     )
     finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
     assert len(finals) == len(expected), "a call has more than one final row"
+    assert warehouse.duplicate_final_rows(out) == [], "DuckDB finds duplicate final rows"
     for r in finals:
         assert r["version"] == 1, f"{r['call_id']} was corrected: a replay re-closed it"
         assert r["chunk_count"] == expected[r["call_id"]], f"{r['call_id']} rebuilt partially"
