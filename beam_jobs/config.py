@@ -253,7 +253,12 @@ def aggregation_config(
         marker_waits_for_watermark=bounded,
         await_transcripts=asr is not None,
         transcript_timeout_s=o.transcript_timeout_s,
-        qa=QaOptions(non_talk_min_s=o.non_talk_min_s, overtalk_min_ms=o.overtalk_min_ms),
+        qa=QaOptions(
+            non_talk_min_s=o.non_talk_min_s,
+            overtalk_min_ms=o.overtalk_min_ms,
+            # what SegmentSpeech pads each utterance with (none for fixed windows)
+            speech_pad_ms=SegmentOptions().speech_pad_ms if o.segment_vad_filter == "on" else 0,
+        ),
         scorecard=o.scorecard,
     )
 

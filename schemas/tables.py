@@ -87,6 +87,8 @@ def from_arrow_row(record_type: Any, row: dict[str, Any]) -> Any:
 def _from_arrow(hint: object, value: Any) -> Any:
     if value is None:
         return None
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))  # Optional[X]
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
         return tuple(_from_arrow(item, v) for v in value)

@@ -30,6 +30,7 @@ corrected version, like a late chunk.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -117,6 +118,7 @@ class CallMeta(NamedTuple):
     closing: str = ""  # close reason while waiting for transcripts ("" = not closing)
     closing_deadline_s: float = 0.0  # wall clock (s) after which it closes without them
     last_row: CallRow | None = None  # the last final row, re-emitted as is at expiry
+    expiry_deadline_s: float = 0.0  # > 0: expiry waits for transcripts until this wall time
 
 
 #: The last event-time moment of a bounded input: the global window's end, a second early and
@@ -238,7 +240,10 @@ class AggregateCallFn(beam.DoFn):
             state.done.add(item)
         else:  # a DeadLetter of the transcript path: that utterance will not come
             state.done.add(_failure_marker(item))
-        if meta is None:  # the call's chunks have not arrived yet (bounded runs)
+        if meta is None:
+            # The call's chunks have not arrived yet (bounded runs), or the call was forgotten
+            # (tombstone gone): clean up, with dead letters, if no chunk comes.
+            state.event_timer.set(_ts(_event_ms(item) + self._lateness_ms() + self._gap_ms()))
             return None
         if meta.status == OPEN and meta.closing and self._transcripts_ready(meta, state):
             return (yield from self._finalize(meta, state, meta.closing))
@@ -256,8 +261,14 @@ class AggregateCallFn(beam.DoFn):
         if not self._cfg.await_transcripts:
             return True
         markers = list(state.done.read())
-        channels = {f.channel for f in state.facts.read()}
-        if not channels <= {d.channel for d in markers}:
+        audio_end: dict[str, int] = {}
+        for f in state.facts.read():
+            audio_end[f.channel] = max(audio_end.get(f.channel, 0), fact_end_ms(f))
+        segmented_to: dict[str, int] = {}
+        for d in markers:
+            segmented_to[d.channel] = max(segmented_to.get(d.channel, 0), d.end_ms)
+        # Every channel segmented up to its last audio: no utterance is still unannounced.
+        if any(segmented_to.get(ch, -1) < end for ch, end in audio_end.items()):
             return False
         received = len(_distinct(state.transcripts.read()))
         return received + _failures(markers) >= _expected(markers)
@@ -268,12 +279,13 @@ class AggregateCallFn(beam.DoFn):
             return (yield from self._finalize(meta, state, reason))
         if not meta.closing:
             timeout = self._cfg.transcript_timeout_s
-            meta = meta._replace(
-                closing=reason, closing_deadline_s=Timestamp.now().micros / 1e6 + timeout
-            )
             if self._cfg.marker_waits_for_watermark:  # bounded: processing time means nothing
+                meta = meta._replace(closing=reason, closing_deadline_s=math.inf)
                 self._set_end_of_input_deadline(state.event_timer)
             else:
+                meta = meta._replace(
+                    closing=reason, closing_deadline_s=Timestamp.now().micros / 1e6 + timeout
+                )
                 state.wall_timer.set(Timestamp.now() + Duration(seconds=timeout))
         return meta
 
@@ -350,9 +362,10 @@ class AggregateCallFn(beam.DoFn):
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
         meta: CallMeta | None = meta_state.read()
-        if meta is None:
-            return
         state = _State(facts, transcripts, done, event_timer, wall_timer)
+        if meta is None:  # transcripts of a call whose chunks never came (or came too late)
+            yield from self._drop_orphans(state)
+            return
         if meta.status == OPEN:
             if not meta.closing:
                 reason = "end_of_call" if meta.marker_seen else "inactivity"
@@ -364,25 +377,48 @@ class AggregateCallFn(beam.DoFn):
                 self._set_end_of_input_deadline(event_timer)
             meta_state.write(meta)
         elif meta.status == CLOSED:
-            if meta.late_pending:  # the correction must not be lost to expiry
-                meta = yield from self._finalize(meta, state, "late_correction")
-            # Expiry: no more versions. Re-emit the last final row (the write-once sink keeps the
-            # file) with the call's offsets, so they are committed only once it is durable.
-            all_facts = list(facts.read())
-            last = meta.last_row
-            if last is None:  # state written by a version without last_row
-                last = call_row(
-                    meta.info, summarize(all_facts), meta.versions, True, meta.last_reason
+            if (
+                self._cfg.await_transcripts
+                and not self._cfg.marker_waits_for_watermark
+                and meta.expiry_deadline_s == 0.0
+                and not self._transcripts_ready(meta, state)
+            ):
+                # A backlog moves event time faster than ASR: the missing transcripts get one
+                # more transcript timeout (processing time) before the call expires.
+                timeout = self._cfg.transcript_timeout_s
+                wall_timer.set(Timestamp.now() + Duration(seconds=timeout))
+                meta_state.write(
+                    meta._replace(expiry_deadline_s=Timestamp.now().micros / 1e6 + timeout)
                 )
-            yield RowWithAck(last, offset_acks(meta.info.topic, all_facts))
-            facts.clear()
-            transcripts.clear()
-            done.clear()
-            wall_timer.clear()
-            meta_state.write(meta._replace(status=EXPIRED, last_row=None))
-            event_timer.set(fire_ts + Duration(seconds=self._cfg.tombstone_ttl_s))
+                return
+            meta = yield from self._expire(meta, state)
+            meta_state.write(meta)
         else:
             meta_state.clear()
+
+    def _expire(self, meta: CallMeta, state: _State) -> Generator[Any, None, CallMeta]:
+        """No more versions. Re-emit the last final row (the write-once sink keeps the file)
+        with the call's offsets, so they are committed only once it is durable."""
+        if meta.late_pending:  # the correction must not be lost to expiry
+            meta = yield from self._finalize(meta, state, "late_correction")
+        all_facts = list(state.facts.read())
+        assert meta.last_row is not None, "a closed call has a final row"
+        yield RowWithAck(meta.last_row, offset_acks(meta.info.topic, all_facts))
+        state.facts.clear()
+        state.transcripts.clear()
+        state.done.clear()
+        state.wall_timer.clear()
+        expired_at = _ts(meta.max_end_ms + self._lateness_ms())
+        state.event_timer.set(expired_at + Duration(seconds=self._cfg.tombstone_ttl_s))
+        return meta._replace(status=EXPIRED, last_row=None)
+
+    def _drop_orphans(self, state: _State) -> Iterator[Any]:
+        """Dead letters for the transcripts of a call that never opened (nothing is kept)."""
+        for t in _distinct(state.transcripts.read()):
+            self.transcripts_too_late.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, _transcript_too_late(t, None))
+        state.transcripts.clear()
+        state.done.clear()
 
     @on_timer(WALL_TIMER)
     def on_wall_time(
@@ -415,8 +451,15 @@ class AggregateCallFn(beam.DoFn):
                 wall_timer.set(
                     Timestamp.now() + Duration(seconds=max(0.0, meta.closing_deadline_s - now_s))
                 )
-        elif meta.status == CLOSED and meta.late_pending:
-            meta = yield from self._finalize(meta, state, "late_correction")
+        elif meta.status == CLOSED:
+            if meta.late_pending:
+                meta = yield from self._finalize(meta, state, "late_correction")
+            if meta.expiry_deadline_s > 0.0:  # expiry waiting for transcripts
+                if now_s >= meta.expiry_deadline_s or self._transcripts_ready(meta, state):
+                    meta = yield from self._expire(meta, state)
+                else:
+                    wait_s = max(0.0, meta.expiry_deadline_s - now_s)
+                    wall_timer.set(Timestamp.now() + Duration(seconds=wait_s))
             meta_state.write(meta)
 
 
@@ -449,17 +492,29 @@ def _failures(markers: list[SegmentationDone]) -> int:
     return sum(1 for d in markers if d.utterances < 0)
 
 
-def _transcript_too_late(t: Transcript, meta: CallMeta) -> DeadLetter:
+def _event_ms(item: Any) -> int:
+    """The event time of a transcript-path element (a transcript, marker or dead letter)."""
+    if isinstance(item, Transcript | SegmentationDone):
+        return item.end_ms
+    return int(item.event_time_ms or 0)
+
+
+def _transcript_too_late(t: Transcript, meta: CallMeta | None) -> DeadLetter:
+    what = (
+        f"its final row v{meta.versions} stands; raise --allowed_lateness_s"
+        if meta is not None
+        else "no chunk of the call was seen within the allowed lateness"
+    )
     return DeadLetter(
         stage=STAGE,
         reason="transcript_too_late",
         error_type="lateness",
         message=(
             f"transcript of {t.channel} at {t.start_ms} arrived after call {t.call_id} expired "
-            f"(its final row v{meta.versions} stands; raise --allowed_lateness_s)"
+            f"({what})"
         ),
-        topic=meta.info.topic,
-        partition=meta.info.partition,
+        topic=None if meta is None else meta.info.topic,
+        partition=None if meta is None else meta.info.partition,
         offset=None,
         call_id=t.call_id,
         event_time_ms=t.start_ms,

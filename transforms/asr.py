@@ -632,21 +632,23 @@ def model_handler(opts: AsrOptions) -> ModelHandler[Utterance, Transcript, Any]:
     return TransformersAsrModelHandler(opts, kind.family)
 
 
-def transcribe_failure(failure: Any) -> DeadLetter:
-    """RunInference's failed element (``(utterance, exception)``) → a dead letter."""
-    utt, exc = failure
-    return DeadLetter(
-        stage=STAGE,
-        reason="asr_error",
-        error_type=type(exc).__name__,
-        message=str(exc)[:500],
-        topic=None,
-        partition=None,
-        offset=None,
-        call_id=utt.call_id,
-        event_time_ms=utt.start_ms,
-        payload_size_bytes=len(utt.pcm),
-    )
+def transcribe_failures(failure: Any) -> Iterator[DeadLetter]:
+    """RunInference's failed batch (``(utterances, (type, repr, traceback))``) → one dead letter
+    per utterance: a batch mixes calls, and each call counts its own missing transcripts."""
+    batch, (exc_type, message, _) = failure
+    for utt in batch if isinstance(batch, list | tuple) else [batch]:
+        yield DeadLetter(
+            stage=STAGE,
+            reason="asr_error",
+            error_type=getattr(exc_type, "__name__", str(exc_type)),
+            message=str(message)[:500],
+            topic=None,
+            partition=None,
+            offset=None,
+            call_id=utt.call_id,
+            event_time_ms=utt.start_ms,
+            payload_size_bytes=len(utt.pcm),
+        )
 
 
 class Transcribe(beam.PTransform):
@@ -669,5 +671,5 @@ class Transcribe(beam.PTransform):
         return {
             "transcripts": main,
             "dead_letter": other.failed_inferences
-            | "ToDeadLetter" >> beam.Map(transcribe_failure).with_output_types(DeadLetter),
+            | "ToDeadLetter" >> beam.FlatMap(transcribe_failures).with_output_types(DeadLetter),
         }

@@ -219,8 +219,9 @@ def conflicting_final(row: CallRow, existing: CallRow) -> DeadLetter:
 class WriteRowFilesFn(beam.DoFn):
     """Writes each row to its deterministic file; then outputs the row's ``OffsetAck`` if any.
 
-    Input: ``RowWithAck`` (calls) or ``DeadLetter`` (dead letters). Final call rows are
-    write-once: rewriting identical content is a no-op; a *different* row under the same
+    Input: ``RowWithAck`` (calls), a ``Transcript``, a ``DeadLetter``, a ``QuarantineWithAck``.
+    Transcripts are write-once (a replayed one is replaced by the stored one). Final call rows
+    are write-once: rewriting identical content is a no-op; a *different* row under the same
     (call, version) — a chunk of a call that expired before a restart, say — never replaces
     the published one: it becomes a ``conflicting_final_row`` dead letter (tagged output).
     """
@@ -239,8 +240,12 @@ class WriteRowFilesFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         row, acks = self._unpack(element)
         path = Path(self._root) / self._table.name / self._namer(row)
-        final = getattr(row, "is_final", False)
-        existing = read_rows_file(path, self._table)[0] if final and path.exists() else None
+        # Final call rows and transcripts are write-once (a replay after a restart may decode
+        # differently; what was published, and scored, stands).
+        write_once = getattr(row, "is_final", False) or self._table.name == TRANSCRIPTS.name
+        existing = read_rows_file(path, self._table)[0] if write_once and path.exists() else None
+        if existing is not None and self._table.name == TRANSCRIPTS.name:
+            row = existing  # downstream counts and scores the stored transcript
         if existing is not None and existing != row:
             # The published row stands; this one is only a dead letter (and its offsets are
             # done: the row that stands already covers the call).

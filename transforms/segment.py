@@ -167,7 +167,8 @@ class SegmentSpeechFn(beam.DoFn):
     ) -> Iterator[Any]:
         (call_id, channel), chunk = element
         buf: _Buffer | None = buffer_state.read()
-        if buf is None and chunk.num_samples == 0 and chunk.end_of_call:
+        copied_marker = chunk.num_samples == 0 and chunk.end_of_call
+        if buf is None and copied_marker and not self._opts.segment_at_watermark:
             # The call ended with no audio on this channel (a copied marker): nothing to cut.
             yield beam.pvalue.TaggedOutput(
                 DONE_TAG, SegmentationDone(call_id, channel, 0, chunk.event_time_ms)

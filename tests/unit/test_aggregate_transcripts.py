@@ -231,3 +231,39 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
         ),
     )
     p.run().wait_until_finish()
+
+
+def test_expiry_waits_one_more_timeout_for_missing_transcripts(runner_clock: None) -> None:
+    """Event time racing ahead (a backlog) must not expire a call whose transcripts are still
+    coming: expiry waits up to one more transcript timeout of processing time."""
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(wm(0))
+        .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
+        .add_elements(at(200, done(2), transcript(0, "hello")))
+        .advance_processing_time(25)  # transcript timeout: final v1 without the second one
+        .advance_watermark_to(wm(PAST_EXPIRY_MS))  # expiry due, but a transcript is missing
+        .add_elements(at(PAST_EXPIRY_MS, transcript(1_000, "goodbye")))  # still in time
+        .advance_processing_time(5)  # the correction, then expiry (now complete)
+        .advance_watermark_to_infinity()
+    )
+    run_stream(
+        stream,
+        [
+            (1, True, "end_of_call", 1, False, 0, False),
+            (2, True, "late_correction", 2, True, 0, False),
+            (2, True, "late_correction", 2, True, 0, True),
+        ],
+        [],
+    )
+
+
+def test_transcripts_of_a_call_that_never_opened_are_dead_lettered() -> None:
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(wm(0))
+        .add_elements(at(100, transcript(0, "hello from nowhere")))
+        .advance_watermark_to(wm(PAST_EXPIRY_MS))
+        .advance_watermark_to_infinity()
+    )
+    run_stream(stream, [], [("aggregate", "transcript_too_late", CALL, None)])

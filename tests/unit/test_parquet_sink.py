@@ -53,6 +53,8 @@ ROW = CallRow(
     last_offset=160,
 )
 
+ACK = OffsetAck("audio", 2, ((100, 161),))
+
 DECODE_LETTER = DeadLetter(
     stage="decode",
     reason="unknown_codec",
@@ -298,3 +300,30 @@ def test_a_scored_final_row_writes_its_answers_first(tmp_path: Path) -> None:
         ("no_forbidden_words", False),
     ]
     assert scorecard_answer_rows(scored._replace(is_final=False)) == []
+    # The same scored row again (the expiry re-emit, a replay) is identical, not a conflict.
+    p = beam.Pipeline(runner=FnApiRunner())
+    same = (
+        p | beam.Create([RowWithAck(scored, (ACK,))]) | "Same" >> WriteTable(CALLS, str(tmp_path))
+    )
+    assert_that(same.dead_letter, equal_to([]), label="no_conflict")
+    assert_that(same.acks, equal_to([ACK]), label="acks")
+    p.run().wait_until_finish()
+    assert read_rows_file(tmp_path / "calls" / call_file(scored), CALLS) == [scored]
+
+
+def test_transcripts_are_write_once_and_the_stored_one_flows_on(tmp_path: Path) -> None:
+    from schemas.records import Transcript
+    from schemas.tables import TRANSCRIPTS
+    from transforms.parquet_sink import read_rows_file, transcript_file
+
+    first = Transcript("c-0001", "agent", ROW.start_ms, ROW.start_ms + 900, "hello", "en", "en",
+                       -0.2, "m", "faster-whisper", (), ())  # fmt: skip
+    replayed = first._replace(text="hallo", confidence=-0.4)  # a replay decoded differently
+    for i, t in enumerate((first, replayed)):
+        p = beam.Pipeline(runner=FnApiRunner())
+        out = p | f"T{i}" >> beam.Create([t]) | WriteTable(TRANSCRIPTS, str(tmp_path), True)
+        assert_that(out.written, equal_to([first]), label="written")
+        assert_that(out.dead_letter, equal_to([]), label="letters")
+        p.run().wait_until_finish()
+    stored = read_rows_file(tmp_path / "transcripts" / transcript_file(first), TRANSCRIPTS)
+    assert stored == [first]
