@@ -250,7 +250,8 @@ def aggregation_config(
         live_interval_s=live_interval_s,
         allowed_lateness_s=o.allowed_lateness_s,
         correction_delay_s=o.correction_delay_s,
-        marker_waits_for_watermark=bounded,
+        marker_waits_for_watermark=True,  # see AggregationConfig: order is not kept
+        bounded=bounded,
         await_transcripts=asr is not None,
         transcript_timeout_s=o.transcript_timeout_s,
         qa=QaOptions(

@@ -84,10 +84,14 @@ class AggregationConfig:
     allowed_lateness_s: float = 300.0
     correction_delay_s: float = 2.0
     tombstone_ttl_s: float = 3600.0
-    #: False (streaming): the end-of-call marker closes the call at once (Kafka keeps a call's
-    #: chunks in order). True (bounded runs): close when the watermark passes the marker, since
-    #: a batch runner may deliver a key's elements in any order.
+    #: False: the end-of-call marker closes the call at once (the lowest latency, if a key's
+    #: elements arrive in order). True (what the jobs use): close when the watermark passes the
+    #: marker. Runners do not keep a key's order: batch runners shuffle, and on Prism 2.77 a
+    #: split bundle's residual chunks came after the call's marker (finals short of chunks).
     marker_waits_for_watermark: bool = False
+    #: A bounded input (backfill, batch job): transcript timeouts are the end of the input, not
+    #: processing time.
+    bounded: bool = False
     #: With ASR: join the call's transcripts and wait for them before the final row.
     await_transcripts: bool = False
     transcript_timeout_s: float = 120.0
@@ -279,7 +283,7 @@ class AggregateCallFn(beam.DoFn):
             return (yield from self._finalize(meta, state, reason))
         if not meta.closing:
             timeout = self._cfg.transcript_timeout_s
-            if self._cfg.marker_waits_for_watermark:  # bounded: processing time means nothing
+            if self._cfg.bounded:  # processing time means nothing there
                 meta = meta._replace(closing=reason, closing_deadline_s=math.inf)
                 self._set_end_of_input_deadline(state.event_timer)
             else:
@@ -293,7 +297,7 @@ class AggregateCallFn(beam.DoFn):
         """Bounded runs: the end of the input is the last moment a transcript can come (the
         watermark reaches the end only once every upstream stage is done). Streaming has no
         event-time deadline: a backlog moves event time far faster than ASR can follow."""
-        if self._cfg.marker_waits_for_watermark:
+        if self._cfg.bounded:
             event_timer.set(_END_OF_INPUT)
 
     def _row(
@@ -379,7 +383,7 @@ class AggregateCallFn(beam.DoFn):
         elif meta.status == CLOSED:
             if (
                 self._cfg.await_transcripts
-                and not self._cfg.marker_waits_for_watermark
+                and not self._cfg.bounded
                 and meta.expiry_deadline_s == 0.0
                 and not self._transcripts_ready(meta, state)
             ):

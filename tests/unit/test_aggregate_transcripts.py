@@ -218,7 +218,7 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
         p | beam.Create(items) | beam.Map(lambda i: TimestampedValue(i, BASE_MS / 1000.0 + 0.2))
     )
     chunks, segmented, transcripts, failures = stamped_items | beam.Partition(_kind, 4)
-    cfg = replace(ASR_CFG, marker_waits_for_watermark=True)
+    cfg = replace(ASR_CFG, marker_waits_for_watermark=True, bounded=True)
     out = {"chunks": chunks, "segmented": segmented, "transcripts": transcripts,
            "asr_failures": failures} | AggregateCalls(cfg)  # fmt: skip
     assert_that(
