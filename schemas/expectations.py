@@ -149,6 +149,10 @@ _CALLS: Final = (
         _between(f"customer_sentiment_{q}_range", f"metrics.customer_sentiment_quarters.{q}", -1, 1)
         for q in _QUARTERS
     ),
+    *(
+        _between(f"agent_sentiment_{q}_range", f"metrics.agent_sentiment_quarters.{q}", -1, 1)
+        for q in _QUARTERS
+    ),
     # last quarter minus first quarter of a -1..1 score
     _between("sentiment_trajectory_range", "metrics.sentiment_trajectory", -2, 2),
     _between("zh_share_range", "metrics.zh_share", 0, 1),

@@ -241,6 +241,7 @@ class CallMetrics(NamedTuple):
     pii_redactions: int  # spans replaced in the call's transcripts
     transcripts_complete: bool  # every segmented utterance was transcribed (or failed)
     transcript_failures: int  # utterances ASR could not transcribe (dead-lettered)
+    agent_sentiment_quarters: SentimentQuarters = SentimentQuarters(None, None, None, None)
 
 
 class ScorecardAnswer(NamedTuple):

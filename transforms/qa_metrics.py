@@ -234,4 +234,5 @@ def call_metrics(
         transcripts_complete=expected_utterances is None
         or len(ts) + transcript_failures >= expected_utterances,
         transcript_failures=transcript_failures,
+        agent_sentiment_quarters=sentiment_quarters(by_role[ROLE_AGENT], start_ms, end_ms),
     )

@@ -119,6 +119,7 @@ def test_sentiment_by_quarter_overall_and_trajectory() -> None:
     assert q == SentimentQuarters(-0.8, 0.5, None, 0.6)
     m = call_metrics(ts, T0, T0 + 40_000, NO_PAD)
     assert m.customer_sentiment_quarters == SentimentQuarters(-0.8, None, None, 0.6)
+    assert m.agent_sentiment_quarters == SentimentQuarters(None, 0.5, None, None)
     assert m.sentiment_trajectory == 1.4
     assert m.customer_sentiment == pytest.approx(-0.1)
     assert m.sentiment == pytest.approx(0.1)

@@ -75,6 +75,7 @@ METRICS_FIELDS = [
     ("pii_redactions", "int64 not null"),
     ("transcripts_complete", "bool not null"),
     ("transcript_failures", "int64 not null"),
+    ("agent_sentiment_quarters", _QUARTERS),
 ]
 SCORECARD_TYPE = (
     "struct<scorecard: string not null, score: double not null, potential: double not null, "
