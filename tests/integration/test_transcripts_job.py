@@ -89,7 +89,9 @@ def run_spoken_call(
                     f"'{out}/transcripts/**/*.parquet') ORDER BY start_ms"
                 )
             time.sleep(0.5)
-    assert warehouse.final_calls(out)[0]["call_id"] == call_id
+        # The final row follows its transcripts (and the watermark passing the marker).
+        finals = warehouse.wait_for_final_calls(out, [call_id], timeout_s=60)
+    assert call_id in finals, finals
     schema = json.loads(SCHEMA_PATH.read_text())
     for r in records:
         jsonschema.validate(json.loads(r.value), schema)
