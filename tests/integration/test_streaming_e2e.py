@@ -27,7 +27,8 @@ def test_twenty_calls_streamed_with_dead_letters(
     calls = [synthetic_call(f"e2e-{i:02d}", CALL_S, seed=i) for i in range(20)]
     assert {partition_of(c.call_id) for c in calls} == {0, 1, 2, 3}
     start_ms = int(time.time() * 1000) + 2000
-    streams = [call_events(c, start_ms + i * 400) for i, c in enumerate(calls)]
+    # Staggered so that production lasts ~20 s: finals must come out while it goes on.
+    streams = [call_events(c, start_ms + i * 800) for i, c in enumerate(calls)]
     # e2e-03 loses agent seq 5 and 6 (a gap); e2e-04 repeats customer seq 3 (a duplicate).
     streams[3] = [e for e in streams[3] if not (e.channel == "agent" and e.seq in (5, 6))]
     dup = next(e for e in streams[4] if e.channel == "customer" and e.seq == 3)

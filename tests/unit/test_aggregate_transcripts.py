@@ -26,7 +26,7 @@ from tests.unit.test_aggregate_teststream import (
     stamped,
     wm,
 )
-from transforms.aggregate import AggregateCalls
+from transforms.aggregate import AggregateCalls, AggregationConfig
 
 ASR_CFG = replace(CFG, await_transcripts=True, transcript_timeout_s=20, scorecard="off")
 
@@ -69,15 +69,17 @@ def _kind(item: Any, _: int) -> int:
     return {SegmentationDone: 1, Transcript: 2, DeadLetter: 3}.get(type(item), 0)
 
 
+def aggregate(events: beam.PCollection[Any], cfg: AggregationConfig) -> Any:
+    """Split a stream of mixed call events into AggregateCalls' inputs and apply it."""
+    chunks, segmented, transcripts, failures = events | beam.Partition(_kind, 4)
+    parts = {"chunks": chunks, "segmented": segmented, "transcripts": transcripts,
+             "asr_failures": failures}  # fmt: skip
+    return parts | AggregateCalls(cfg)
+
+
 def run_stream(stream: BeamTestStream, rows: list[Any], letters: list[Any]) -> None:
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
-    chunks, segmented, transcripts, failures = p | stream | beam.Partition(_kind, 4)
-    out = {
-        "chunks": chunks,
-        "segmented": segmented,
-        "transcripts": transcripts,
-        "asr_failures": failures,
-    } | AggregateCalls(ASR_CFG)
+    out = aggregate(p | stream, ASR_CFG)
     assert_that(out.rows | "RowKey" >> beam.Map(row_key), equal_to(rows), label="rows")
     assert_that(
         out.dead_letter | "LetterKey" >> beam.Map(letter_key), equal_to(letters), label="letters"
@@ -165,10 +167,7 @@ def test_live_rows_carry_the_transcripts_so_far(runner_clock: None) -> None:
         .advance_watermark_to_infinity()
     )
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
-    chunks, segmented, transcripts, failures = p | stream | beam.Partition(_kind, 4)
-    cfg = replace(ASR_CFG, live_interval_s=10)
-    out = {"chunks": chunks, "segmented": segmented, "transcripts": transcripts,
-           "asr_failures": failures} | AggregateCalls(cfg)  # fmt: skip
+    out = aggregate(p | stream, replace(ASR_CFG, live_interval_s=10))
     assert_that(
         out.rows | beam.Map(row_key),
         equal_to(
@@ -192,10 +191,7 @@ def test_default_scorecard_scores_the_final_row() -> None:
         .advance_watermark_to_infinity()
     )
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
-    chunks, segmented, transcripts, failures = p | stream | beam.Partition(_kind, 4)
-    cfg = replace(ASR_CFG, scorecard="default")
-    out = {"chunks": chunks, "segmented": segmented, "transcripts": transcripts,
-           "asr_failures": failures} | AggregateCalls(cfg)  # fmt: skip
+    out = aggregate(p | stream, replace(ASR_CFG, scorecard="default"))
 
     def greeting(element: RowWithAck) -> tuple[Any, ...]:
         card = element.row.scorecard
@@ -217,10 +213,7 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
     stamped_items = (
         p | beam.Create(items) | beam.Map(lambda i: TimestampedValue(i, BASE_MS / 1000.0 + 0.2))
     )
-    chunks, segmented, transcripts, failures = stamped_items | beam.Partition(_kind, 4)
-    cfg = replace(ASR_CFG, marker_waits_for_watermark=True, bounded=True)
-    out = {"chunks": chunks, "segmented": segmented, "transcripts": transcripts,
-           "asr_failures": failures} | AggregateCalls(cfg)  # fmt: skip
+    out = aggregate(stamped_items, replace(ASR_CFG, marker_waits_for_watermark=True, bounded=True))
     assert_that(
         out.rows | beam.Map(row_key),
         equal_to(
