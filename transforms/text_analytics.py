@@ -64,8 +64,11 @@ _EMAIL_RE: Final = re.compile(
 # A run of digit groups joined by single spaces/dashes (ASR writes "138 0013 8000" and
 # "1 3 8 0 0 ..."), with an optional "+" country prefix, a "(415)"-style group and the X check
 # character of a resident ID. Which part of a run is PII is decided by _classify, not the regex.
+# ASR also writes a number read out in groups as "415, 555, 0134" or "415.555.0134": commas
+# and dots join groups too (the groupings, not the separators, decide what is a phone).
 _RUN_RE: Final = re.compile(
-    r"(?:\+ ?)?(?:\(\d{1,4}\)|\d+)(?:[ \-]?(?:\(\d{1,4}\)|\d+))*(?:[Xx](?![A-Za-z]))?"
+    r"(?:\+ ?)?(?:\(\d{1,4}\)|\d+)(?:(?:[ \-]|, ?|\.)?(?:\(\d{1,4}\)|\d+))*"
+    r"(?:[Xx](?![A-Za-z]))?"
 )
 _UNIT_RE: Final = re.compile(r"\d+|[Xx]")
 _MAX_PII_DIGITS: Final = 19  # the longest bank card; IDs have 18, E.164 phone numbers 15

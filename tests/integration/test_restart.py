@@ -30,7 +30,7 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
     # ones started earlier are still open, so the frontier lags and some done ranges sit above it.
     # Long enough that the kill (after 3 finals and a commit; a call closes once the watermark
     # passes its end-of-call marker, ~3 s after it) still comes while long calls stream.
-    durations = [20.0, 3.0, 17.0, 2.5, 4.0, 18.0, 3.5, 2.0, 16.0, 3.0, 5.0, 2.5]
+    durations = [32.0, 3.0, 28.0, 2.5, 4.0, 30.0, 3.5, 2.0, 26.0, 3.0, 5.0, 2.5]
     calls = [synthetic_call(f"rs-{i:02d}", d, seed=i) for i, d in enumerate(durations)]
     start_ms = int(time.time() * 1000) + 3000
     streams = [call_events(c, start_ms + i * 600) for i, c in enumerate(calls)]
