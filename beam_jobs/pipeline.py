@@ -9,7 +9,9 @@ AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─An
            │                └─PublishTranscripts─► Kafka transcripts topic
            └─ SegmentationDone (utterances per channel) ─► AggregateCalls
 every stage's failures ─► DeadLetter ─Flatten─► ValidateDeadLetters ─► dead_letters/ Parquet
-rows failing their table's expectations ─► QuarantinedRow ─WriteQuarantine─► quarantine/
+rows failing their table's expectations ─► QuarantinedRow ─ValidateQuarantine─WriteQuarantine─►
+  quarantine/ (a call row is checked with its scorecard answers; quarantine records that fail
+  their own suite are still written, marked)
 offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
 """
 
@@ -101,11 +103,12 @@ def build_pipeline(
     dead_letters = checked_letters.valid | "WriteDeadLetters" >> WriteTable(
         DEAD_LETTERS, cfg.output_dir
     )
-    held = (
+    checked_held = (
         quarantined
         | "FlattenQuarantine" >> beam.Flatten()
-        | "WriteQuarantine" >> WriteTable(QUARANTINE, cfg.output_dir)
+        | "ValidateQuarantine" >> ValidateRows(QUARANTINE)
     )
+    held = checked_held.valid | "WriteQuarantine" >> WriteTable(QUARANTINE, cfg.output_dir)
     if cfg.commit is not None:
         _ = (
             (calls.acks, dead_letters.acks, held.acks)

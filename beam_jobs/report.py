@@ -47,7 +47,7 @@ table{border-collapse:collapse;margin:1em 0}th{background:#eef}.num{text-align:r
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}section{margin-bottom:2em}
 .totals span{margin-right:2em;font-weight:bold}.positive,.pass{color:#1a7f37}
-.negative,.fail{color:#c62828}
+.negative,.fail{color:#c62828}.na{color:#777}
 """
 
 
@@ -148,9 +148,10 @@ def _length_s(call: dict[str, Any]) -> float:
 
 
 def _pass_rates(calls: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Per question id: the share of the calls asked it that passed."""
+    """Per question id: the share of the calls asked it that passed ("not applicable" answers,
+    ``passed`` null, are not asked)."""
     answers = [a for c in calls for a in (c["scorecard"] or {}).get("answers") or ()]
-    asked = Counter(a["question_id"] for a in answers)
+    asked = Counter(a["question_id"] for a in answers if a["passed"] is not None)
     passed = Counter(a["question_id"] for a in answers if a["passed"])
     return {q: passed[q] / asked[q] for q in sorted(asked)}
 
@@ -281,11 +282,14 @@ def _sentiment_cell(score: float | None) -> tuple[str, str]:
     return ("" if score is None else f"{label} ({score:+.2f})"), label
 
 
+_ANSWER_CELLS: Final = {True: ("pass", "pass"), False: ("fail", "fail"), None: ("n/a", "na")}
+
+
 def _call_page(call: dict[str, Any], transcript: Sequence[dict[str, Any]]) -> str:
     card = call["scorecard"]
     start = call["start_ms"]
     answers = [
-        (a["question_id"], ("pass", "pass") if a["passed"] else ("fail", "fail"),
+        (a["question_id"], _ANSWER_CELLS[a["passed"]],
          f"{a['points']:g}/{a['potential']:g}", a["evidence"], _offset(a["evidence_ms"], start))
         for a in (card or {}).get("answers") or ()
     ]  # fmt: skip

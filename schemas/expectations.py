@@ -34,16 +34,17 @@ if TYPE_CHECKING:
 
 #: Version of the suites; bump when an expectation is added, removed or changes meaning, so a
 #: quarantined row can be traced to the rules that held it back.
-SUITE_VERSION: Final = "1"
+SUITE_VERSION: Final = "2"  # 2: suites for scorecard_answers and quarantine
 
 _ID_PATTERN: Final = re.compile(r"^[a-z0-9_]+$")
-_CONDITION_OPERATORS: Final = ("==", "!=", "<", "<=", ">", ">=")
+_CONDITION_OPERATORS: Final = ("==", "!=", "<", "<=", ">", ">=", "is_null", "is_not_null")
 
 
 @dataclass(frozen=True)
 class ExpectationSpec:
     """One expectation: GX class name + kwargs, optionally only on rows where ``condition``
-    holds (``(column, operator, value)``, e.g. ``("is_final", "==", True)``)."""
+    holds (``(column, operator, value)``, e.g. ``("is_final", "==", True)``; ``is_null`` and
+    ``is_not_null`` ignore the value)."""
 
     id: str
     expectation: str  # a class name in ``great_expectations.expectations``
@@ -95,6 +96,17 @@ def _regex(id_: str, column: str, regex: str) -> ExpectationSpec:
 def _non_empty(id_: str, column: str) -> ExpectationSpec:
     return ExpectationSpec(
         id_, "ExpectColumnValueLengthsToBeBetween", {"column": column, "min_value": 1}
+    )
+
+
+def _equal(
+    id_: str, column_a: str, column_b: str, condition: tuple[str, str, Any] | None = None
+) -> ExpectationSpec:
+    return ExpectationSpec(
+        id_,
+        "ExpectColumnPairValuesToBeEqual",
+        {"column_A": column_a, "column_B": column_b},
+        condition,
     )
 
 
@@ -183,15 +195,50 @@ _DEAD_LETTERS: Final = (
     _not_null("message_not_null", "message"),
 )
 
+#: Checked with their call row (``transforms.validate``): a failing answer holds back the
+#: call row and its answers together, so the two tables never disagree.
+_SCORECARD_ANSWERS: Final = (
+    _not_null("call_id_not_null", "call_id"),
+    _regex("call_id_format", "call_id", _CALL_ID_REGEX),
+    _between("version_positive", "version", min_value=1),  # answers belong to final rows
+    _non_empty("scorecard_not_empty", "scorecard"),
+    _non_empty("question_id_not_empty", "question_id"),
+    _between("points_nonnegative", "points", min_value=0),
+    _at_least("points_within_potential", "potential", "points"),
+    _equal("passed_earns_potential", "points", "potential", ("passed", "==", True)),
+    _between("failed_earns_nothing", "points", 0, 0, ("passed", "==", False)),
+    _between(
+        "positive_weight_when_asked",
+        "potential",
+        min_value=1e-9,
+        condition=("passed", "is_not_null", None),
+    ),  # fmt: skip
+    _between("not_applicable_has_no_potential", "potential", 0, 0, ("passed", "is_null", None)),
+)
+
+#: The end of the line: a quarantine record failing this suite is still written (see
+#: ``transforms.validate``), its own failures added as ``quarantine.<id>``.
+_QUARANTINE: Final = (
+    _in_set("table_known", "table", ("calls", "transcripts", "dead_letters")),
+    _non_empty("row_key_not_empty", "row_key"),
+    _in_set("suite_version_current", "suite_version", (SUITE_VERSION,)),
+    ExpectationSpec(
+        "row_json_parseable", "ExpectColumnValuesToBeJsonParseable", {"column": "row_json"}
+    ),  # fmt: skip
+)
+
 _SUITES: Final[dict[str, tuple[ExpectationSpec, ...]]] = {
     "calls": _CALLS,
     "transcripts": _TRANSCRIPTS,
     "dead_letters": _DEAD_LETTERS,
+    "scorecard_answers": _SCORECARD_ANSWERS,
+    "quarantine": _QUARANTINE,
 }
 
 
 def suite_for(table_name: str) -> list[ExpectationSpec]:
-    """The expectation suite of a warehouse table (``calls``, ``transcripts``, ``dead_letters``)."""
+    """The expectation suite of a warehouse table (``calls``, ``transcripts``, ``dead_letters``,
+    ``scorecard_answers``, ``quarantine``)."""
     if table_name not in _SUITES:
         raise KeyError(f"no expectation suite for table {table_name!r}; known: {sorted(_SUITES)}")
     return list(_SUITES[table_name])
@@ -324,6 +371,10 @@ def _gx_condition(condition: tuple[str, str, Any]) -> Any:
 
     column, op, value = condition
     col = Column(column)
+    if op == "is_null":
+        return col.is_null()
+    if op == "is_not_null":
+        return col.is_not_null()
     return {
         "==": col.__eq__,
         "!=": col.__ne__,

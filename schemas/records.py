@@ -248,9 +248,11 @@ class ScorecardAnswer(NamedTuple):
     """One scorecard question answered for one call."""
 
     question_id: str
-    passed: bool  # the rule held (after ``negate``)
+    # the rule held (after ``negate``); None: not applicable to this call (its ``applies_if``
+    # did not hold), so it counts neither way: SQL's avg(passed) skips it
+    passed: bool | None
     points: float  # weight if passed, else 0
-    potential: float  # the question's weight
+    potential: float  # the question's weight; 0 when not applicable
     evidence: str  # what decided it: the matched phrase, or the measured value
     evidence_ms: int | None  # event time of the matched turn, when a turn decided it
 
@@ -275,7 +277,7 @@ class ScorecardAnswerRow(NamedTuple):
     call_start_ms: int  # the call's start (partitions the table like ``calls``)
     scorecard: str
     question_id: str
-    passed: bool
+    passed: bool | None  # None: not applicable to this call
     points: float
     potential: float
     evidence: str

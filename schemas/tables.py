@@ -14,7 +14,8 @@ import pyarrow as pa
 from schemas.records import CallRow, DeadLetter, QuarantinedRow, ScorecardAnswerRow, Transcript
 
 #: Version of the warehouse schema, stored in every file's Arrow metadata.
-TABLE_VERSION: Final = "3"  # 3: calls gained metrics and scorecard; transcripts speech_dbfs,
+TABLE_VERSION: Final = "4"  # 4: scorecard answers' passed is null when not applicable
+# (3: calls gained metrics and scorecard; transcripts speech_dbfs,
 # sentiment, pii_redactions (2: transcripts gained language_class, words, alternatives)
 
 _ARROW_TYPES: Final[dict[type, pa.DataType]] = {

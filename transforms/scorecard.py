@@ -68,25 +68,37 @@ class Window:
 
 @dataclass(frozen=True)
 class PhraseRule:
-    """Holds when any (``any_of``) or every (``all_of``) phrase is said in one turn in scope.
+    """Holds when any (``any_of``) or every (``all_of``) phrase is said in a turn in scope.
+
+    An item of ``phrases`` is a phrase or a tuple of alternatives ("please hold" or "one
+    moment"): with ``all_of`` every item must be said (each by any of its alternatives), not
+    necessarily in one turn; with ``any_of`` any alternative of any item will do.
 
     ``exact``: substring of the normalised turn (``normalize_text``); a phrase starting with a
     Latin letter must start at a word ("resolved" is not found in "unresolved", "idiot" is
     found in "idiots"). ``fuzzy``: rapidfuzz ``partial_ratio >= threshold`` on normalised text.
     """
 
-    phrases: tuple[str, ...]
+    phrases: tuple[str | tuple[str, ...], ...]
     match: Literal["exact", "fuzzy"] = "exact"
     mode: Literal["any_of", "all_of"] = "any_of"
     threshold: float = DEFAULT_FUZZY_THRESHOLD
 
+    @property
+    def groups(self) -> tuple[tuple[str, ...], ...]:
+        """Each item as its alternatives (a plain phrase: one alternative)."""
+        return tuple((p,) if isinstance(p, str) else p for p in self.phrases)
+
 
 @dataclass(frozen=True)
 class SilenceRule:
-    """Holds when the call's longest gap and/or its number of gaps stay within the limits."""
+    """Holds when the call's longest gap and/or its number of gaps stay within the limits
+    (``min_longest_s``: "there was a gap of at least N s", e.g. to make a hold question apply).
+    """
 
     max_longest_s: float | None = None
     max_count: int | None = None
+    min_longest_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -115,8 +127,23 @@ Rule = PhraseRule | SilenceRule | InterruptionRule | SentimentRule
 
 
 @dataclass(frozen=True)
+class Condition:
+    """A rule with the role and window it looks at: when a question applies (``applies_if``)."""
+
+    rule: Rule
+    role: Role = "any"
+    window: Window = Window()
+    negate: bool = False
+
+
+@dataclass(frozen=True)
 class Question:
-    """One scorecard question; worth ``weight`` points when its rule holds (after ``negate``)."""
+    """One scorecard question; worth ``weight`` points when its rule holds (after ``negate``).
+
+    ``applies_if``: the question is asked only of calls where at least one of these conditions
+    holds (empty: every call). Otherwise its answer is "not applicable": ``passed`` None, no
+    points and no potential, so a call without a hold is not marked down on hold etiquette.
+    """
 
     id: str
     text: str
@@ -125,6 +152,7 @@ class Question:
     role: Role = "any"
     window: Window = Window()
     negate: bool = False
+    applies_if: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,7 +242,7 @@ _Turn = tuple[Transcript, str]  # a transcript and its normalised text
 _Outcome = tuple[bool, str, int | None]  # rule held, evidence, evidence_ms
 
 
-def _in_scope(turns: Sequence[_Turn], q: Question, span: tuple[int, int]) -> list[_Turn]:
+def _in_scope(turns: Sequence[_Turn], q: Condition, span: tuple[int, int]) -> list[_Turn]:
     # Mono recordings ("mixed") have no speaker labels, so their turns count for either role.
     roles = {"agent", "customer", "mixed"} if q.role == "any" else {q.role, "mixed"}
     lo, hi = q.window.bounds_ms(*span)
@@ -226,31 +254,38 @@ def _in_scope(turns: Sequence[_Turn], q: Question, span: tuple[int, int]) -> lis
     ]
 
 
-def _phrase(rule: PhraseRule, q: Question, scope: list[_Turn]) -> _Outcome:
-    found: dict[str, tuple[Transcript, float]] = {}  # phrase -> first turn saying it, score
-    wanted = [(p, normalize_text(p)) for p in rule.phrases]
+def _phrase(rule: PhraseRule, q: Condition, scope: list[_Turn]) -> _Outcome:
+    # item index -> (the alternative said, the first turn saying it, its score)
+    found: dict[int, tuple[str, Transcript, float]] = {}
+    wanted = [[(p, normalize_text(p)) for p in group] for group in rule.groups]
     for turn, text in scope:
-        for phrase, norm in wanted:
-            if phrase not in found and (score := _match_score(rule, norm, text)) is not None:
-                found[phrase] = (turn, score)
+        for i, group in enumerate(wanted):
+            if i in found:
+                continue
+            for phrase, norm in group:
+                if (score := _match_score(rule, norm, text)) is not None:
+                    found[i] = (phrase, turn, score)
+                    break
         if found and (rule.mode == "any_of" or len(found) == len(wanted)):
             break
     held = len(found) == len(wanted) if rule.mode == "all_of" else bool(found)
     where = f"({'all' if q.role == 'any' else q.role} turns, {q.window})"
     if not held:
-        missing = [p for p in rule.phrases if p not in found]
         if rule.mode == "all_of" and found:
-            return False, _clip(f"missing {', '.join(map(repr, missing))} {where}"), None
-        return False, _clip(f"none of {len(wanted)} phrases found {where}"), None
+            missing = [repr(" / ".join(g)) for i, g in enumerate(rule.groups) if i not in found]
+            return False, _clip(f"missing {', '.join(missing)} {where}"), None
+        count = sum(len(g) for g in rule.groups)
+        return False, _clip(f"none of {count} phrases found {where}"), None
     # any_of: the first phrase of the earliest turn; all_of: the phrase that completed the set.
-    phrase = next(iter(found)) if rule.mode == "any_of" else list(found)[-1]
-    turn, score = found[phrase]
+    phrase, turn, score = (
+        next(iter(found.values())) if rule.mode == "any_of" else list(found.values())[-1]
+    )
     label = f'"{phrase}"' + (f" ~{score:.0f}" if rule.match == "fuzzy" else "")
     return True, _turn_evidence(label, turn.text, phrase), turn.start_ms
 
 
 def _sentiment(
-    rule: SentimentRule, q: Question, scope: list[_Turn], span: tuple[int, int], m: CallMetrics
+    rule: SentimentRule, q: Condition, scope: list[_Turn], span: tuple[int, int], m: CallMetrics
 ) -> _Outcome:
     at_ms: int | None = None
     if rule.source == "trajectory":
@@ -280,23 +315,27 @@ def _sentiment(
 
 def _silence(rule: SilenceRule, m: CallMetrics) -> _Outcome:
     held, parts = True, []
-    if rule.max_longest_s is not None:
-        held &= m.longest_non_talk_s <= rule.max_longest_s
-        parts.append(f"longest gap {m.longest_non_talk_s:.1f} s (max {rule.max_longest_s:g} s)")
+    if rule.max_longest_s is not None or rule.min_longest_s is not None:
+        lo, hi = rule.min_longest_s, rule.max_longest_s
+        held &= (lo is None or m.longest_non_talk_s >= lo) and (
+            hi is None or m.longest_non_talk_s <= hi
+        )
+        limits = [f"{name} {v:g} s" for name, v in (("min", lo), ("max", hi)) if v is not None]
+        parts.append(f"longest gap {m.longest_non_talk_s:.1f} s ({', '.join(limits)})")
     if rule.max_count is not None:
         held &= m.non_talk_count <= rule.max_count
         parts.append(f"{m.non_talk_count} gaps (max {rule.max_count})")
     return held, "; ".join(parts), None
 
 
-def _interruption(rule: InterruptionRule, q: Question, m: CallMetrics) -> _Outcome:
+def _interruption(rule: InterruptionRule, q: Condition, m: CallMetrics) -> _Outcome:
     by = {"agent": m.interruptions_by_agent, "customer": m.interruptions_by_customer}
     count = by[q.role] if q.role in by else sum(by.values())
     who = "both parties" if q.role == "any" else f"the {q.role}"
     return count <= rule.max_count, f"{count} interruptions by {who} (max {rule.max_count})", None
 
 
-def _answer(q: Question, turns: list[_Turn], span: tuple[int, int], m: CallMetrics) -> _Outcome:
+def _answer(q: Condition, turns: list[_Turn], span: tuple[int, int], m: CallMetrics) -> _Outcome:
     rule = q.rule
     if isinstance(rule, PhraseRule):
         return _phrase(rule, q, _in_scope(turns, q, span))
@@ -305,6 +344,19 @@ def _answer(q: Question, turns: list[_Turn], span: tuple[int, int], m: CallMetri
     if isinstance(rule, SilenceRule):
         return _silence(rule, m)
     return _interruption(rule, q, m)
+
+
+def _not_applicable(
+    q: Question, turns: list[_Turn], span: tuple[int, int], m: CallMetrics
+) -> str | None:
+    """None when one of ``q.applies_if`` holds, else the evidence that none does."""
+    misses = []
+    for condition in q.applies_if:
+        held, evidence, _ = _answer(condition, turns, span, m)
+        if held != condition.negate:
+            return None
+        misses.append(("not: " if condition.negate else "") + evidence)
+    return _clip("not applicable: " + "; ".join(misses))
 
 
 def score_call(
@@ -316,15 +368,20 @@ def score_call(
     transcript's end; a turn is in a window when it overlaps it. Deterministic: the order of
     ``transcripts`` does not matter. Each answer carries ``weight`` points when it passed, and
     its evidence: the matched phrase with a snippet of the turn (``evidence_ms``: the turn's
-    start) or the measured value. ``normalized_score`` is score / potential (0 without
-    questions).
+    start) or the measured value. A question whose ``applies_if`` holds for none of its
+    conditions is not applicable: ``passed`` None, 0 points of 0. ``normalized_score`` is
+    score / potential (0 when nothing applies).
     """
     ordered = sorted(transcripts, key=lambda t: (t.start_ms, t.end_ms, t.channel, t.text))
     turns = [(t, normalize_text(t.text)) for t in ordered]
     span = (ordered[0].start_ms, max(t.end_ms for t in ordered)) if ordered else (0, 0)
     answers = []
     for q in card.questions:
-        held, evidence, at_ms = _answer(q, turns, span, metrics)
+        if q.applies_if and (skip := _not_applicable(q, turns, span, metrics)) is not None:
+            answers.append(ScorecardAnswer(q.id, None, 0.0, 0.0, skip, None))
+            continue
+        asked = Condition(q.rule, q.role, q.window, q.negate)
+        held, evidence, at_ms = _answer(asked, turns, span, metrics)
         passed = held != q.negate
         points = q.weight if passed else 0.0
         answers.append(ScorecardAnswer(q.id, passed, points, q.weight, evidence, at_ms))
@@ -338,10 +395,11 @@ def score_call(
 # Loading
 
 _WINDOW_RE: Final = re.compile(r"(?:whole\s+)?call|(first|last)\s+(\d+(?:\.\d+)?)\s*(s|%)")
-_QUESTION_KEYS: Final = ("id", "text", "weight", "role", "window", "negate", "rule")
+_QUESTION_KEYS: Final = ("id", "text", "weight", "role", "window", "negate", "rule", "applies_if")
+_CONDITION_KEYS: Final = ("role", "window", "negate")  # beside the rule's own fields
 _RULE_KEYS: Final = {
     "phrase": ("kind", "phrases", "match", "mode", "threshold"),
-    "silence": ("kind", "max_longest_s", "max_count"),
+    "silence": ("kind", "max_longest_s", "max_count", "min_longest_s"),
     "interruption": ("kind", "max_count"),
     "sentiment": ("kind", "min", "max", "source"),
 }
@@ -412,24 +470,31 @@ def _window(d: dict[str, Any], where: str) -> Window:
     return Window(edge, length_s=length) if m.group(3) == "s" else Window(edge, length_pct=length)
 
 
+def _phrase_item(p: object, where: str) -> str | tuple[str, ...]:
+    """A phrase, or a non-empty list of alternative phrases."""
+    for alt in p if isinstance(p, list) and p else [p]:
+        if not isinstance(alt, str) or not normalize_text(alt):
+            _fail(
+                where,
+                f"field 'phrases' has {alt!r}, which is not a phrase with letters or digits "
+                "(quote words YAML reads as booleans or numbers, e.g. 'no'; a list item "
+                "must be a non-empty list of such phrases)",
+            )
+    return tuple(a.strip() for a in p) if isinstance(p, list) else cast(str, p).strip()
+
+
 def _phrase_rule(r: dict[str, Any], where: str) -> PhraseRule:
     phrases = _required(r.get("phrases"), "phrases", where)
     if not isinstance(phrases, list) or not phrases:
         _fail(where, f"field 'phrases' must be a non-empty list of strings, got {phrases!r}")
-    for p in phrases:
-        if not isinstance(p, str) or not normalize_text(p):
-            _fail(
-                where,
-                f"field 'phrases' has {p!r}, which is not a phrase with letters or digits "
-                "(quote words YAML reads as booleans or numbers, e.g. 'no')",
-            )
+    items = tuple(_phrase_item(p, where) for p in phrases)
     match = _choice(r, "match", where, ("exact", "fuzzy"), "exact")
     if "threshold" in r and match != "fuzzy":
         _fail(where, "field 'threshold' applies only to 'match: fuzzy'; remove it or set match")
     threshold = _number(r, "threshold", where, "a number in (0, 100]", lambda v: 0 < v <= 100)
     mode = _choice(r, "mode", where, ("any_of", "all_of"), "any_of")
     threshold = DEFAULT_FUZZY_THRESHOLD if threshold is None else float(threshold)
-    return PhraseRule(tuple(p.strip() for p in phrases), match, mode, threshold)
+    return PhraseRule(items, match, mode, threshold)
 
 
 def _count(v: Any) -> bool:
@@ -453,10 +518,19 @@ def _rule(q: dict[str, Any], where: str) -> Rule:
         if "role" in q:
             _fail(where, "field 'role' does not apply to silence rules; remove it")
         longest = _number(r, "max_longest_s", where, "a number >= 0", lambda v: v >= 0)
+        shortest = _number(r, "min_longest_s", where, "a number >= 0", lambda v: v >= 0)
         count = _number(r, "max_count", where, "an integer >= 0", _count)
-        if longest is None and count is None:
-            _fail(where, "set 'max_longest_s', 'max_count' or both in the silence rule")
-        return SilenceRule(None if longest is None else float(longest), count)
+        if longest is None and count is None and shortest is None:
+            _fail(where, "set 'max_longest_s', 'min_longest_s' and/or 'max_count' in the rule")
+        if longest is not None and shortest is not None and shortest > longest:
+            _fail(
+                where, f"'min_longest_s' ({shortest}) must not exceed 'max_longest_s' ({longest})"
+            )
+        return SilenceRule(
+            None if longest is None else float(longest),
+            count,
+            None if shortest is None else float(shortest),
+        )
     source = _choice(r, "source", where, ("turns", "trajectory"), "turns")
     bound = 2 if source == "trajectory" else 1  # a trajectory is a difference of two means
     want = f"a number from -{bound} to {bound}"
@@ -490,7 +564,31 @@ def _question(raw: object, source: str, index: int) -> Question:
     if not isinstance(negate, bool):
         _fail(where, f"field 'negate' must be true or false, got {negate!r}")
     window, rule = _window(q, where), _rule(q, where)
-    return Question(qid, text, weight, rule, role, window, negate)
+    return Question(qid, text, weight, rule, role, window, negate, _applies_if(q, where))
+
+
+def _applies_if(q: dict[str, Any], where: str) -> tuple[Condition, ...]:
+    """``applies_if``: one condition or a list of them, each a rule's fields (``kind``, ...)
+    with optional ``role``, ``window`` and ``negate``, as in a question."""
+    raw = q.get("applies_if")
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        _fail(where, "field 'applies_if' must be a condition or a non-empty list of conditions")
+    conditions = []
+    for i, item in enumerate(items, 1):
+        at = f"{where}, applies_if #{i}"
+        fields = _fields(item, at, "a condition", None)
+        own = {k: v for k, v in fields.items() if k in _CONDITION_KEYS}
+        rule = {k: v for k, v in fields.items() if k not in _CONDITION_KEYS}
+        negate = own.get("negate", False)
+        if not isinstance(negate, bool):
+            _fail(at, f"field 'negate' must be true or false, got {negate!r}")
+        parsed = _rule({**own, "rule": rule}, at)
+        role = _choice(own, "role", at, ROLES, "any")
+        conditions.append(Condition(parsed, role, _window(own, at), negate))
+    return tuple(conditions)
 
 
 def parse_scorecard(text: str, source: str = "scorecard") -> Scorecard:

@@ -5,14 +5,14 @@ laid out by event time into a per-(call, channel) buffer (a missing chunk become
 times stay true); every ``vad_step_ms`` of new audio the VAD runs over the buffer, and speech
 that ended at least ``min_silence_ms`` ago is emitted as an utterance with padding. Speech
 that spans chunk boundaries stays in the buffer until it ends; ``max_utterance_s`` caps it.
-The end-of-call marker, or the watermark passing ``flush_gap_s`` after the last chunk,
-flushes the rest.
+The watermark passing the end-of-call marker, or ``flush_gap_s`` after the last chunk,
+flushes the rest (at the marker itself, a key's last chunks may still be on their way).
 
 Outputs: ``utterances`` (``Utterance``) and ``done`` (``SegmentationDone``): when a channel is
 flushed, how many utterances it produced, so the per-call aggregation can tell when every
 transcript of a call is in. The end-of-call marker travels on one channel only; in streaming
-runs it is copied to the call's other channels (as an empty chunk) so all of them flush at
-once instead of waiting for the flush gap.
+runs it is copied to the call's other channels (as an empty chunk) so all of them flush
+together instead of waiting for the flush gap.
 """
 
 from __future__ import annotations
@@ -91,6 +91,19 @@ def _ms_to_samples(ms: float) -> int:
     return int(ms * _RATE / 1000)
 
 
+def settled_margin_ms(opts: SegmentOptions) -> int:
+    """How far (ms) before the end of the buffer a span's padded end must lie to be final.
+
+    The VAD closes a span (speech end ``e``, padded end ``e + pad``) once it has heard
+    ``min_silence`` of silence after ``e``; a span still open at the buffer's end ends at the
+    buffer's end. A closed span's end can still move only if the next speech starts within
+    ``2 * pad`` of ``e`` (the VAD then splits the gap between the two), so the span is settled
+    once the buffer reaches ``e + max(min_silence, 2 * pad)``: its padded end lies at least
+    ``max(min_silence - pad, pad)`` before the buffer's end. Waiting any longer only adds
+    latency (it used to wait ``min_silence + pad``: 400 ms more with the defaults)."""
+    return max(opts.min_silence_ms - opts.speech_pad_ms, opts.speech_pad_ms, 1)
+
+
 def find_utterances(
     samples: np.ndarray, opts: SegmentOptions, final: bool
 ) -> tuple[list[tuple[int, int]], int]:
@@ -113,18 +126,17 @@ def find_utterances(
             max_speech_duration_s=opts.max_utterance_s,
         ),
     )
-    horizon = (
-        len(samples)
-        if final
-        else len(samples) - _ms_to_samples(opts.min_silence_ms + opts.speech_pad_ms)
-    )
+    horizon = len(samples) if final else len(samples) - _ms_to_samples(settled_margin_ms(opts))
     spans = [(int(t["start"]), int(t["end"])) for t in found if t["end"] <= horizon]
     if final:
         return spans, len(samples)
     if spans:
         return spans, spans[-1][1]
     unfinished = [int(t["start"]) for t in found]
-    return [], (unfinished[0] if unfinished else max(0, horizon))
+    # Nothing settled: keep what an onset the VAD does not report yet (shorter than
+    # min_speech) could still need, with its padding.
+    keep_ms = max(settled_margin_ms(opts), opts.min_speech_ms + opts.speech_pad_ms)
+    return [], (unfinished[0] if unfinished else max(0, len(samples) - _ms_to_samples(keep_ms)))
 
 
 class _Buffer(NamedTuple):
@@ -133,6 +145,7 @@ class _Buffer(NamedTuple):
     vad_at_ms: int  # end_ms when the VAD last ran
     language_hint: str | None
     emitted: int = 0  # utterances emitted so far for this (call, channel)
+    marker_ms: int | None = None  # end of the call's end-of-call marker, once it was seen
 
 
 class SegmentSpeechFn(beam.DoFn):
@@ -167,36 +180,37 @@ class SegmentSpeechFn(beam.DoFn):
     ) -> Iterator[Any]:
         (call_id, channel), chunk = element
         buf: _Buffer | None = buffer_state.read()
-        copied_marker = chunk.num_samples == 0 and chunk.end_of_call
-        if buf is None and copied_marker and not self._opts.segment_at_watermark:
-            # The call ended with no audio on this channel (a copied marker): nothing to cut.
-            yield beam.pvalue.TaggedOutput(
-                DONE_TAG, SegmentationDone(call_id, channel, 0, chunk.event_time_ms)
-            )
-            return
-        samples = np.frombuffer(chunk.pcm, dtype="<i2").astype(np.float32) / 32768.0
-        if chunk.channels == 2:
-            samples = samples.reshape(-1, 2).mean(axis=1)
-        samples = resample(samples, chunk.sample_rate_hz, _RATE)
         end_ms = chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
         if buf is None:
             buf = _Buffer(chunk.event_time_ms, end_ms, chunk.event_time_ms, chunk.language_hint)
-        chunks.add((chunk.event_time_ms, samples.astype(np.float32).tobytes()))
+        if chunk.num_samples > 0:  # a copied end-of-call marker has no audio
+            samples = np.frombuffer(chunk.pcm, dtype="<i2").astype(np.float32) / 32768.0
+            if chunk.channels == 2:
+                samples = samples.reshape(-1, 2).mean(axis=1)
+            samples = resample(samples, chunk.sample_rate_hz, _RATE)
+            chunks.add((chunk.event_time_ms, samples.astype(np.float32).tobytes()))
         buf = buf._replace(end_ms=max(buf.end_ms, end_ms))
-        if self._opts.segment_at_watermark:  # nothing cut yet: any chunk may be the first
+        if chunk.end_of_call:
+            buf = buf._replace(marker_ms=max(buf.marker_ms or end_ms, end_ms))
+        if self._opts.segment_at_watermark or buf.emitted == 0:
+            # Nothing emitted yet: a chunk may come before the first one seen (or before a
+            # copied marker that arrived first), and is laid out, not dropped as late.
             buf = buf._replace(start_ms=min(buf.start_ms, chunk.event_time_ms))
-        final = chunk.end_of_call and not self._opts.segment_at_watermark
         if self._opts.segment_at_watermark:
-            pass  # everything waits for the flush timer
-        elif final or buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms:
-            buf = yield from self._cut(call_id, channel, buf, chunks, final)
-        if final:
-            buffer_state.clear()
-            chunks.clear()
-            flush.clear()
-            return
+            pass  # everything is cut when the flush timer fires
+        elif buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms or chunk.end_of_call:
+            buf = yield from self._cut(call_id, channel, buf, chunks, final=False)
         buffer_state.write(buf)
-        flush.set(Timestamp(micros=(buf.end_ms + int(self._opts.flush_gap_s * 1000)) * 1000))
+        # The end of the call flushes the channel once the watermark passes the marker, not at
+        # the marker: the runner may hand this key's last chunks over after it (Beam keeps no
+        # order; seen on Prism 2.77 as a call's last utterance cut short), and the watermark
+        # says they have all been read. What has settled was cut above, without waiting.
+        at_ms = (
+            buf.end_ms + int(self._opts.flush_gap_s * 1000)
+            if buf.marker_ms is None or self._opts.segment_at_watermark
+            else max(buf.marker_ms, buf.end_ms)
+        )
+        flush.set(Timestamp(micros=at_ms * 1000))
 
     @on_timer(FLUSH)
     def on_flush(
@@ -217,6 +231,7 @@ class SegmentSpeechFn(beam.DoFn):
         self, call_id: str, channel: str, buf: _Buffer, chunks: Any, final: bool
     ) -> Generator[Any, None, _Buffer]:
         audio = np.zeros(_ms_to_samples(buf.end_ms - buf.start_ms), dtype=np.float32)
+        placed: list[tuple[int, np.ndarray]] = []  # (sample offset, samples) of each piece
         for event_ms, raw in chunks.read():
             piece = np.frombuffer(raw, dtype=np.float32)
             at = _ms_to_samples(event_ms - buf.start_ms)
@@ -224,8 +239,13 @@ class SegmentSpeechFn(beam.DoFn):
                 piece, at = piece[-at:], 0
             piece = piece[: max(0, len(audio) - at)]
             audio[at : at + len(piece)] = piece
+            placed.append((at, piece))
         self.vad_runs.inc()
-        spans, keep_from = find_utterances(audio, self._opts, final)
+        # A hole is a chunk still on its way (Beam keeps no order), not silence: the VAD looks
+        # only up to the first hole until the audio reaches REORDER_WAIT_MS past it.
+        ended = buf.marker_ms is not None
+        heard = len(audio) if final else _contiguous(placed, len(audio), ended)
+        spans, keep_from = find_utterances(audio[:heard], self._opts, final)
         emitted = buf.emitted
         for start, end in spans:
             speech = suppress_noise(audio[start:end], self._opts.noise_suppression)
@@ -244,19 +264,45 @@ class SegmentSpeechFn(beam.DoFn):
             )
         chunks.clear()
         rest_ms = buf.start_ms + 1000 * keep_from // _RATE
-        if not final and keep_from < len(audio):
-            chunks.add((rest_ms, audio[keep_from:].tobytes()))
+        if not final:  # keep the pieces after the cut as pieces, so their holes stay holes
+            cut = _ms_to_samples(rest_ms - buf.start_ms)
+            for at, piece in placed:
+                if at + len(piece) > cut:
+                    begin = max(at, cut)
+                    event_ms = buf.start_ms + 1000 * begin // _RATE
+                    start = _ms_to_samples(event_ms - buf.start_ms) - at
+                    chunks.add((event_ms, piece[max(0, start) :].tobytes()))
         return buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms, emitted=emitted)
+
+
+#: How long (ms of audio after it) a hole in a channel's audio is waited for before the VAD
+#: treats it as silence: a chunk that far behind is lost, not late.
+REORDER_WAIT_MS: Final = 5000
+
+
+def _contiguous(placed: list[tuple[int, np.ndarray]], total: int, ended: bool) -> int:
+    """Samples from the buffer's start up to its first hole that is not yet REORDER_WAIT_MS
+    old (``total`` when there is none); ``ended`` (the end-of-call marker is in): any hole,
+    the flush at the watermark will tell. A 1 ms slack absorbs the rounding of chunk times."""
+    slack = _ms_to_samples(1)
+    wait = total + 1 if ended else _ms_to_samples(REORDER_WAIT_MS)
+    covered = 0
+    for at, piece in sorted(placed, key=lambda p: p[0]):
+        if at > covered + slack and total - covered < wait:
+            return covered
+        covered = max(covered, at + len(piece))
+    return total
 
 
 def key_by_call_channel(
     chunk: AudioChunk, copy_marker: bool
 ) -> Iterator[tuple[tuple[str, str], AudioChunk]]:
     """Key a chunk by (call, channel); with ``copy_marker``, an end-of-call chunk also goes,
-    emptied, to the call's other channels so that they flush now."""
+    emptied and stamped with its end, to the call's other channels so that they flush then."""
     yield (chunk.call_id, chunk.channel), chunk
     if copy_marker and chunk.end_of_call:
-        marker = chunk._replace(pcm=b"", num_samples=0)
+        end_ms = chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
+        marker = chunk._replace(pcm=b"", num_samples=0, event_time_ms=end_ms)
         for role in ROLES:
             if role != chunk.channel:
                 yield (chunk.call_id, role), marker._replace(channel=role)

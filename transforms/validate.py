@@ -6,6 +6,12 @@ quarantined call still releases its source offsets once the quarantine record is
 
 Rows are validated per bundle (one GX run per bundle, at most ``max_batch_rows`` rows): GX costs
 a fixed few milliseconds per expectation and run, whatever the number of rows.
+
+Call rows are checked together with their ``scorecard_answers`` rows: an answer that fails its
+suite holds back the call row (its answers are written with it, so neither table gets one
+without the other), with the answer's failures as ``scorecard_answers.<id>``. Quarantine records
+are checked too, but they are the end of the line: one that fails is still written, with its
+own failures added as ``quarantine.<id>``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple
@@ -23,16 +30,18 @@ from apache_beam.transforms.window import BoundedWindow
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import PaneInfo, WindowedValue
 
-from schemas.expectations import (
-    SUITE_VERSION,
-    FrameValidator,
-    frame_of,
-    suite_for,
-    validate_frame,
-)
+from schemas.expectations import SUITE_VERSION, FrameValidator, frame_of, suite_for
 from schemas.records import DeadLetter, QuarantinedRow, QuarantineWithAck, RowWithAck
-from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS, Table, to_arrow_value
-from transforms.parquet_sink import row_and_acks, row_file_name
+from schemas.tables import (
+    CALLS,
+    DEAD_LETTERS,
+    QUARANTINE,
+    SCORECARD_ANSWERS,
+    TRANSCRIPTS,
+    Table,
+    to_arrow_value,
+)
+from transforms.parquet_sink import row_and_acks, row_file_name, scorecard_answer_rows
 
 _NS: Final = "callqa.validate"
 _LOG = logging.getLogger(__name__)
@@ -41,22 +50,66 @@ QUARANTINE_TAG: Final = "quarantine"
 DEFAULT_MAX_BATCH_ROWS: Final = 500  # bounds a bundle's DataFrame; GX cost is per run, not row
 
 
-_CHILD_VALIDATOR: FrameValidator | None = None  # in the validation child process only
+_CHILD_VALIDATORS: dict[str, FrameValidator] = {}  # in the validation child process only
 
 
-def _child_init(table_name: str) -> None:
-    global _CHILD_VALIDATOR
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    _CHILD_VALIDATOR = FrameValidator(table_name)
+def _child_prepare(table_name: str) -> FrameValidator:
+    if table_name not in _CHILD_VALIDATORS:
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        _CHILD_VALIDATORS[table_name] = FrameValidator(table_name)
+    return _CHILD_VALIDATORS[table_name]
 
 
-def _child_validate(df: Any) -> list[frozenset[str]]:
-    assert _CHILD_VALIDATOR is not None, "the validation child was not initialised"
-    return _CHILD_VALIDATOR.validate(df)
+def _child_validate(table_name: str, df: Any) -> list[frozenset[str]]:
+    return _child_prepare(table_name).validate(df)
+
+
+class _SharedChild:
+    """The one validation child process of this worker process, shared by its validating
+    DoFns (reference-counted; started by the first, stopped by the last)."""
+
+    _lock = threading.Lock()
+    _pool: Any = None
+    _users = 0
+
+    @classmethod
+    def acquire(cls) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with cls._lock:
+            if cls._pool is None:
+                cls._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            cls._users += 1
+            return cls._pool
+
+    @classmethod
+    def replace(cls, broken: Any) -> Any:
+        """A new child for one whose process died (BrokenProcessPool); every user moves over."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with cls._lock:
+            if cls._pool is broken:
+                cls._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            return cls._pool
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0 and cls._pool is not None:
+                cls._pool.shutdown(wait=False, cancel_futures=True)
+                cls._pool = None
 
 
 class OutOfProcessValidator:
-    """A ``FrameValidator`` in a child process (spawned once per DoFn instance).
+    """A table's ``FrameValidator`` in a child process: one child per worker process, shared by
+    every validating DoFn in it; each table's GX context is built there once.
 
     Why: GX spends 30-300 ms of pure Python per run. In the runner's SDK worker it holds the
     GIL that long, every bundle of the job stalls meanwhile, and Prism 2.77 then splits bundles
@@ -65,24 +118,24 @@ class OutOfProcessValidator:
     the failed ids cross the pipe."""
 
     def __init__(self, table_name: str) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         self.table_name = table_name
         self.specs = tuple(suite_for(table_name))
-        self._pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_child_init,
-            initargs=(table_name,),
-        )
-        self._pool.submit(int)  # start the child (and its GX import) now, not on the 1st batch
+        self._pool = _SharedChild.acquire()
+        # start the child and build the suite now, not on the first batch
+        self._pool.submit(_child_prepare, table_name).add_done_callback(lambda f: f.exception())
 
     def validate(self, df: Any) -> list[frozenset[str]]:
-        return self._pool.submit(_child_validate, df).result(timeout=300)
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return list(self._pool.submit(_child_validate, self.table_name, df).result(300))
+        except BrokenProcessPool:
+            _LOG.warning("the validation child died; starting a new one")
+            self._pool = _SharedChild.replace(self._pool)
+            return list(self._pool.submit(_child_validate, self.table_name, df).result(300))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        _SharedChild.release()
 
 
 class _TableRules(NamedTuple):
@@ -94,6 +147,11 @@ _RULES: Final[dict[str, _TableRules]] = {
     CALLS.name: _TableRules(lambda r: r.start_ms, lambda r: r.call_id),
     TRANSCRIPTS.name: _TableRules(lambda t: t.start_ms, lambda t: t.call_id),
     DEAD_LETTERS.name: _TableRules(lambda d: d.event_time_ms, lambda d: d.call_id),
+    QUARANTINE.name: _TableRules(lambda q: q.event_time_ms, lambda q: q.call_id),
+}
+#: Tables checked along with a table's rows (rows derived from them, written with them).
+_COMPANIONS: Final[dict[str, tuple[str, Callable[[Any], list[Any]]]]] = {
+    CALLS.name: (SCORECARD_ANSWERS.name, scorecard_answer_rows),
 }
 
 
@@ -145,7 +203,9 @@ class ValidateRowsFn(beam.DoFn):
     """Buffers a bundle's rows, validates them in one GX run, routes each to its output.
 
     Main output: the input elements that passed, unchanged. Tagged ``quarantine``:
-    ``QuarantineWithAck``. Each output keeps its input's timestamp, window and pane.
+    ``QuarantineWithAck``. Each output keeps its input's timestamp, window and pane. For the
+    ``quarantine`` table itself every record goes to the main output: one that failed its
+    suite carries those failures as ``quarantine.<id>`` (counted ``quarantine_rows_invalid``).
 
     A GX failure (``SuiteError`` or anything else raised while checking) passes the batch on
     as valid, logs it and counts ``<table>_validation_errors`` (batches) and
@@ -172,6 +232,12 @@ class ValidateRowsFn(beam.DoFn):
         self.validation_errors = Metrics.counter(_NS, f"{table_name}_validation_errors")
         self.batch_rows = Metrics.distribution(_NS, f"{table_name}_batch_rows")
         self.validate_ms = Metrics.distribution(_NS, f"{table_name}_validate_ms")
+        self.rows_invalid = Metrics.counter(_NS, f"{table_name}_rows_invalid")
+
+    def _tables(self) -> list[str]:
+        """This table, then its companion (checked with it), if any."""
+        companion = _COMPANIONS.get(self._table_name)
+        return [self._table_name, *([companion[0]] if companion else [])]
 
     def setup(self) -> None:
         try:
@@ -179,25 +245,32 @@ class ValidateRowsFn(beam.DoFn):
 
             if importlib.util.find_spec("great_expectations") is None:  # not imported here
                 raise ImportError("No module named 'great_expectations'")
-            self._validator: Any = OutOfProcessValidator(self._table_name)
+            self._validators: dict[str, Any] = {t: OutOfProcessValidator(t) for t in self._tables()}
         except ImportError as exc:
             raise RuntimeError(
                 f"ValidateRows({self._table_name}) needs great_expectations: install the "
                 f"'qa' extra (pip install 'callqa[qa]') in the worker image ({exc})"
             ) from exc
         self._failed = {
-            spec.id: Metrics.counter(_NS, f"{self._table_name}_failed_{spec.id}")
-            for spec in self._validator.specs
+            self._failure_id(table, spec.id): Metrics.counter(_NS, f"{table}_failed_{spec.id}")
+            for table, validator in self._validators.items()
+            for spec in validator.specs
         }
         self._buffer: list[_Pending] = []
+
+    def _failure_id(self, table: str, spec_id: str) -> str:
+        """How a failure is named in a quarantine record: bare for the row's own table."""
+        return spec_id if table == self._table_name else f"{table}.{spec_id}"
 
     def start_bundle(self) -> None:
         self._buffer = []
 
     def teardown(self) -> None:
-        close = getattr(getattr(self, "_validator", None), "close", None)
-        if close is not None:
-            close()
+        for validator in getattr(self, "_validators", {}).values():
+            close = getattr(validator, "close", None)
+            if close is not None:
+                close()
+        self._validators = {}
 
     def process(
         self,
@@ -225,8 +298,17 @@ class ValidateRowsFn(beam.DoFn):
         start = time.perf_counter()
         try:
             rows = [row_and_acks(self._table_name, p.element)[0] for p in pending]
-            frame = frame_of(self._table_name, rows)
-            failed = validate_frame(self._table_name, frame, self._validator)
+            table = self._table_name
+            own = self._validators[table].validate(frame_of(table, rows))
+            failed = [set(f) for f in own]
+            if table in _COMPANIONS:
+                name, derive = _COMPANIONS[table]
+                owners = [(i, d) for i, row in enumerate(rows) for d in derive(row)]
+                if owners:
+                    derived = [d for _, d in owners]
+                    found = self._validators[name].validate(frame_of(name, derived))
+                    for (i, _), ids in zip(owners, found, strict=True):
+                        failed[i].update(self._failure_id(name, x) for x in ids)
         except Exception:
             _LOG.exception(
                 "validating %d %s rows failed; passing them on unchecked",
@@ -238,7 +320,7 @@ class ValidateRowsFn(beam.DoFn):
             return None
         self.validate_ms.update(round(1000 * (time.perf_counter() - start)))
         self.batch_rows.update(len(pending))
-        return failed
+        return [frozenset(f) for f in failed]
 
     def _flush(self) -> Iterator[Any]:
         pending, self._buffer = self._buffer, []
@@ -249,10 +331,18 @@ class ValidateRowsFn(beam.DoFn):
         failures = [no_failures] * len(pending) if checked is None else checked
         for p, failed in zip(pending, failures, strict=True):
             windows = (p.window,)
-            if failed:
+            for spec_id in failed:
+                self._failed[spec_id].inc()
+            if failed and self._table_name == QUARANTINE.name:
+                self.rows_invalid.inc()  # the end of the line: written, with its own failures
+                held: QuarantineWithAck = p.element
+                own = tuple(f"{QUARANTINE.name}.{x}" for x in sorted(failed))
+                record = held._replace(
+                    row=held.row._replace(failed_expectations=held.row.failed_expectations + own)
+                )
+                yield WindowedValue(record, p.timestamp, windows, p.pane)
+            elif failed:
                 self.rows_quarantined.inc()
-                for spec_id in failed:
-                    self._failed[spec_id].inc()
                 record = quarantine(self._table_name, p.element, failed)
                 yield beam.pvalue.TaggedOutput(
                     QUARANTINE_TAG, WindowedValue(record, p.timestamp, windows, p.pane)
@@ -266,13 +356,16 @@ class ValidateRowsFn(beam.DoFn):
 class ValidateRows(beam.PTransform):
     """Runs ``table``'s expectation suite on its rows; failing rows go to quarantine.
 
-    Input: ``RowWithAck`` for ``CALLS``, the row record (``Transcript``, ``DeadLetter``) for the
-    other tables. Outputs: ``valid`` (the inputs that passed, unchanged: feed them to
-    ``WriteTable``) and ``quarantine`` (``QuarantineWithAck``: write the row, then forward its
-    acks). Counters in ``callqa.validate``: ``<table>_rows_valid``, ``<table>_rows_quarantined``,
+    Input: ``RowWithAck`` for ``CALLS`` (checked with its ``SCORECARD_ANSWERS`` rows),
+    ``QuarantineWithAck`` for ``QUARANTINE``, the row record (``Transcript``, ``DeadLetter``)
+    for the other tables. Outputs: ``valid`` (the inputs that passed, unchanged: feed them to
+    ``WriteTable``; for ``QUARANTINE`` every input, marked when it failed) and ``quarantine``
+    (``QuarantineWithAck``: write the row, then forward its acks).
+    Counters in ``callqa.validate``: ``<table>_rows_valid``, ``<table>_rows_quarantined``,
     ``<table>_failed_<expectation id>``, ``<table>_validation_errors`` and
     ``<table>_rows_unchecked`` (passed on as valid because the checker failed),
-    ``calls_live_rows_passed`` (live call rows are not checked: see ``ValidateRowsFn``).
+    ``calls_live_rows_passed`` (live call rows are not checked: see ``ValidateRowsFn``),
+    ``scorecard_answers_failed_<id>``, ``quarantine_rows_invalid``.
 
     Example::
 
@@ -290,7 +383,9 @@ class ValidateRows(beam.PTransform):
         return f"ValidateRows_{self._table.name}"  # one per table in a pipeline
 
     def expand(self, rows: beam.PCollection[Any]) -> beam.pvalue.DoOutputsTuple:
-        element_type = RowWithAck if self._table.name == CALLS.name else self._table.record_type
+        element_type = {CALLS.name: RowWithAck, QUARANTINE.name: QuarantineWithAck}.get(
+            self._table.name, self._table.record_type
+        )
         # Its own stage: a GX run takes 30-300 ms, and on Prism 2.77 a slow bundle in the stage
         # of a stateful DoFn (the per-call aggregation) was split and lost input elements
         # (measured: 2 of 2 runs of the 20-call streaming test lost chunks; 0 of 2 with this

@@ -58,13 +58,15 @@ def _metrics(duration_s: float, sentiment: float, ratio: float, gap_s: float) ->
 
 
 def _card(passed: str, start_ms: int) -> ScorecardResult:
-    """``passed``: "1" or "0" per question of ``QUESTIONS``."""
+    """``passed``: "1", "0" or "-" (not applicable) per question of ``QUESTIONS``."""
     answers = tuple(
-        ScorecardAnswer(q, ok == "1", float(ok), 1.0, f"evidence <{q}>", start_ms + 1000)
+        ScorecardAnswer(q, None, 0.0, 0.0, "not applicable: …", None)
+        if ok == "-"
+        else ScorecardAnswer(q, ok == "1", float(ok), 1.0, f"evidence <{q}>", start_ms + 1000)
         for q, ok in zip(QUESTIONS, passed, strict=True)
     )
-    score = sum(a.points for a in answers)
-    return ScorecardResult("default", score, 3.0, score / 3.0, answers)
+    score, potential = sum(a.points for a in answers), sum(a.potential for a in answers)
+    return ScorecardResult("default", score, potential, score / potential, answers)
 
 
 def _call(
@@ -108,7 +110,7 @@ def _rows() -> tuple[list[CallRow], list[Transcript]]:
         # v1 would be the worst call; v2 (a late correction) replaces it
         _call(ZH1, s[ZH1], 120, 1, metrics=_metrics(120, -0.9, 0.5, 3), card=_card("000", s[ZH1])),
         _call(ZH1, s[ZH1], 130, 2, metrics=_metrics(130, 0.4, 0.55, 4), card=_card("110", s[ZH1])),
-        _call(ZH2, s[ZH2], 200, metrics=_metrics(200, -0.6, 0.7, 12), card=_card("100", s[ZH2])),
+        _call(ZH2, s[ZH2], 200, metrics=_metrics(200, -0.6, 0.7, 12), card=_card("1-0", s[ZH2])),
         _call(EN1, s[EN1], 90, metrics=_metrics(90, 0.02, 0.45, 2), card=_card("110", s[EN1])),
         _call(EN2, s[EN2], 60, metrics=_metrics(60, -0.3, 0.6, 8), card=_card("110", s[EN2])),
         _call("c-noasr", s["c-noasr"], 95),  # ASR off: no metrics, no scorecard
@@ -167,6 +169,7 @@ def _expected(root: Path, start: date, end: date) -> dict[str, Any]:
             if t["call_id"] in texts:
                 texts[t["call_id"]].append(t["text"])
     answers = [a for r in calls if r["scorecard"] for a in r["scorecard"]["answers"]]
+    asked = [a for a in answers if a["passed"] is not None]  # null: not applicable
     lengths = [r["metrics"]["duration_s"] if r["metrics"] else (r["end_ms"] - r["start_ms"]) / 1000
                for r in calls]  # fmt: skip
     return {
@@ -180,9 +183,9 @@ def _expected(root: Path, start: date, end: date) -> dict[str, Any]:
         "avg_call_length": sum(lengths) / len(lengths) if lengths else 0.0,
         "date_range": [start.isoformat(), end.isoformat()],
         "scorecard_pass_rates": {
-            q: sum(a["passed"] for a in answers if a["question_id"] == q)
-            / sum(a["question_id"] == q for a in answers)
-            for q in sorted({a["question_id"] for a in answers})
+            q: sum(bool(a["passed"]) for a in asked if a["question_id"] == q)
+            / sum(a["question_id"] == q for a in asked)
+            for q in sorted({a["question_id"] for a in asked})
         },
     }
 
@@ -198,7 +201,7 @@ def test_summary_matches_the_parquet_contents(warehouse: Path, report: ReportSum
     assert summary["avg_call_length"] == pytest.approx((130 + 200 + 90 + 60 + 95) / 5)
     assert summary["sentiment_distribution"] == {"positive": 1, "neutral": 1, "negative": 2}
     assert summary["scorecard_pass_rates"] == {
-        "greeting": 1.0, "no_forbidden_words": 0.75, "resolution": 0.0}  # fmt: skip
+        "greeting": 1.0, "no_forbidden_words": 1.0, "resolution": 0.0}  # fmt: skip
     terms = dict(map(tuple, summary["top_keywords"]))
     assert terms["退款"] == 2 and terms["refund"] == 2
     assert "invoice" not in terms and "warranty" not in terms

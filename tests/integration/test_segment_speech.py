@@ -66,11 +66,36 @@ def test_find_utterances_holds_back_speech_that_may_continue(tmp_path: Path) -> 
     assert len(done) == 2 and keep_from == len(samples)
 
 
+def test_a_span_is_cut_as_soon_as_it_is_settled_and_as_the_whole_file_cuts_it(
+    tmp_path: Path,
+) -> None:
+    """Grown 100 ms at a time, the buffer yields phrase 1 within 0.2 s of the VAD's closing
+    silence (min_silence after the speech), and with the span the whole-file cut gives."""
+    samples, spans = speech(tmp_path)
+    opts = SegmentOptions()
+    whole, _ = find_utterances(samples, opts, final=True)
+    first = None
+    for end in range(1600, len(samples), 1600):
+        cut, _ = find_utterances(samples[:end], opts, final=False)
+        if cut:
+            first = (end, cut[0])
+            break
+    assert first is not None
+    end, span = first
+    assert span == whole[0]
+    closed_at_s = spans[0][1] + opts.min_silence_ms / 1000
+    assert end / 16000 <= closed_at_s + 0.2, (end / 16000, closed_at_s)
+
+
 def test_two_phrases_become_two_utterances_and_transcripts(tmp_path: Path) -> None:
     samples, spans = speech(tmp_path)
     stream = BeamTestStream().advance_watermark_to(Timestamp(micros=T0 * 1000))
     for c in chunks_of(samples):
         stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
+    # The watermark passing the end-of-call marker flushes the channels (emitting in time for
+    # assert_that, which drops what comes once the watermark is at infinity).
+    end_ms = T0 + len(samples) // 16 + 1000
+    stream = stream.advance_watermark_to(Timestamp(micros=end_ms * 1000))
     stream = stream.advance_watermark_to_infinity()
     # Batches within a bundle: the DirectRunner's TestStream moves the watermark to infinity
     # while a stateful batch may still wait on its processing-time timer, and assert_that
@@ -106,4 +131,30 @@ def test_two_phrases_become_two_utterances_and_transcripts(tmp_path: Path) -> No
     assert_that(utts, check_utterances, label="utterances")
     assert_that(segmented.done, check_done, label="done")
     assert_that(utts | RunInference(handler), check_transcripts, label="transcripts")
+    p.run().wait_until_finish()
+
+
+def test_chunks_handed_over_after_the_end_of_call_marker_are_still_cut(tmp_path: Path) -> None:
+    """Beam keeps no order within a key: the marker (the last chunk) arrives before the last
+    3 s of audio, the end of phrase 2 included; the flush waits for the watermark, so phrase 2
+    comes out whole, as in order."""
+    samples, spans = speech(tmp_path)
+    chunks = chunks_of(samples)
+    reordered = chunks[:-31] + [chunks[-1]] + chunks[-31:-1]
+    stream = BeamTestStream().advance_watermark_to(Timestamp(micros=T0 * 1000))
+    for c in reordered:
+        stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
+    end_ms = T0 + len(samples) // 16 + 1000
+    stream = stream.advance_watermark_to(Timestamp(micros=end_ms * 1000))
+    stream = stream.advance_watermark_to_infinity()
+
+    def check(utts: list[Utterance]) -> None:
+        got = sorted(((u.start_ms - T0) / 1000, (u.end_ms - T0) / 1000) for u in utts)
+        assert len(got) == 2, got
+        for (start_s, end_s), (want_start, want_end) in zip(got, spans, strict=True):
+            assert abs(start_s - want_start) < 0.35 and abs(end_s - want_end) < 0.35, got
+
+    p = beam.Pipeline(options=PipelineOptions(streaming=True))
+    segmented = p | stream | SegmentSpeech(SegmentOptions())
+    assert_that(segmented.utterances, check)
     p.run().wait_until_finish()

@@ -23,7 +23,9 @@ from schemas.records import (
     CallMetrics,
     CallRow,
     DeadLetter,
+    QuarantinedRow,
     ScorecardAnswer,
+    ScorecardAnswerRow,
     ScorecardResult,
     SentimentQuarters,
     Transcript,
@@ -132,7 +134,7 @@ LETTER = DeadLetter(
 @pytest.fixture(scope="module")
 def validators() -> Iterator[dict[str, FrameValidator]]:
     """One GX context per table for the whole module (building one costs ~50 ms)."""
-    yield {name: FrameValidator(name) for name in ("calls", "transcripts", "dead_letters")}
+    yield {name: FrameValidator(name) for name in TABLES}
 
 
 def failures(validators: dict[str, FrameValidator], table: str, rows: list[Any]) -> list[set[str]]:
@@ -146,7 +148,13 @@ def with_metrics(**changes: Any) -> CallRow:
 # --- the suites as data ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", ["calls", "transcripts", "dead_letters"])
+TABLES = ("calls", "transcripts", "dead_letters", "scorecard_answers", "quarantine")
+ANSWER = ScorecardAnswerRow("c-0001", 1, T0, "default", "greeting", True, 1.0, 1.0, "hi", T0)
+HELD = QuarantinedRow("calls", "c-0001.v1.final", ("end_not_before_start",), SUITE_VERSION,
+                      '{"call_id": "c-0001"}', "c-0001", T0)  # fmt: skip
+
+
+@pytest.mark.parametrize("table", TABLES)
 def test_suite_ids_are_unique_metric_safe_and_name_real_columns(table: str) -> None:
     suite = suite_for(table)
     ids = [s.id for s in suite]
@@ -161,7 +169,7 @@ def test_suite_ids_are_unique_metric_safe_and_name_real_columns(table: str) -> N
 
 
 def test_suite_version_and_unknown_table() -> None:
-    assert SUITE_VERSION == "1"
+    assert SUITE_VERSION == "2"
     with pytest.raises(KeyError, match="no expectation suite for table 'nope'"):
         suite_for("nope")
     with pytest.raises(ValueError, match="must match"):
@@ -373,3 +381,48 @@ def test_validation_prints_no_progress_bars(
     failures(validators, "calls", [CALL] * 3)
     err = capfd.readouterr().err
     assert "it/s" not in err and "Calculating Metrics" not in err
+
+
+# --- scorecard answers and quarantine -------------------------------------------------------
+
+
+def test_scorecard_answers(validators: dict[str, FrameValidator]) -> None:
+    rows = [
+        ANSWER,
+        ANSWER._replace(passed=False, points=0.0),
+        ANSWER._replace(passed=None, points=0.0, potential=0.0, evidence_ms=None),
+        ANSWER._replace(passed=True, points=0.5),
+        ANSWER._replace(passed=False, points=1.0),
+        ANSWER._replace(passed=None, points=0.0, potential=1.0),
+        ANSWER._replace(passed=False, points=0.0, potential=0.0),
+        ANSWER._replace(points=2.0, potential=1.0),
+        ANSWER._replace(version=0, question_id=""),
+    ]
+    assert failures(validators, "scorecard_answers", rows) == [
+        set(),
+        set(),
+        set(),
+        {"passed_earns_potential"},
+        {"failed_earns_nothing"},
+        {"not_applicable_has_no_potential"},
+        {"positive_weight_when_asked"},
+        {"passed_earns_potential", "points_within_potential"},
+        {"version_positive", "question_id_not_empty"},
+    ]
+
+
+def test_quarantine(validators: dict[str, FrameValidator]) -> None:
+    rows = [
+        HELD,
+        HELD._replace(table="quarantine"),
+        HELD._replace(row_key=""),
+        HELD._replace(suite_version="0"),
+        HELD._replace(row_json='{"call_id": '),
+    ]
+    assert failures(validators, "quarantine", rows) == [
+        set(),
+        {"table_known"},
+        {"row_key_not_empty"},
+        {"suite_version_current"},
+        {"row_json_parseable"},
+    ]

@@ -11,6 +11,7 @@ import pytest
 from schemas.records import CallMetrics, SentimentQuarters, Transcript
 from transforms.scorecard import (
     EVIDENCE_MAX_CHARS,
+    Condition,
     InterruptionRule,
     PhraseRule,
     Question,
@@ -360,8 +361,11 @@ def test_default_scorecard_is_packaged_and_every_phrase_is_simplified():
     weights = {q.id: q.weight for q in card.questions}
     assert weights["no_forbidden_words"] > weights["identity_verification"] > weights["greeting"]
     for q in card.questions:
-        if isinstance(q.rule, PhraseRule):
-            assert all(normalize_text(p) == normalize_text(p.lower()) for p in q.rule.phrases)
+        rules = [q.rule, *(c.rule for c in q.applies_if)]
+        for rule in rules:
+            if isinstance(rule, PhraseRule):
+                phrases = [p for group in rule.groups for p in group]
+                assert all(normalize_text(p) == normalize_text(p.lower()) for p in phrases)
 
 
 # --- loader ----------------------------------------------------------------------------------
@@ -461,7 +465,38 @@ def _question(**fields: Any) -> dict[str, Any]:
             _question(rule={"kind": "silence", "max_s": 3}),
             r"unknown field 'max_s'; use one of: kind, max_longest_s, max_count",
         ),
-        (_question(rule={"kind": "silence"}), r"set 'max_longest_s', 'max_count' or both"),
+        (
+            _question(rule={"kind": "silence"}),
+            r"set 'max_longest_s', 'min_longest_s' and/or 'max_count'",
+        ),
+        (
+            _question(rule={"kind": "silence", "min_longest_s": 9, "max_longest_s": 5}),
+            r"'min_longest_s' \(9\) must not exceed 'max_longest_s' \(5\)",
+        ),
+        (
+            _question(rule={"kind": "phrase", "phrases": [["please hold", 3]]}),
+            r"has 3, which is not a phrase",
+        ),
+        (
+            _question(rule={"kind": "phrase", "phrases": [[]]}),
+            r"has \[\], which is not a phrase",
+        ),
+        (
+            _question(applies_if=[]),
+            r"field 'applies_if' must be a condition or a non-empty list",
+        ),
+        (
+            _question(applies_if={"kind": "silence", "min_longest_s": 5, "role": "agent"}),
+            r"question 'greeting', applies_if #1: field 'role' does not apply to silence",
+        ),
+        (
+            _question(applies_if=[{"kind": "phrase", "phrases": ["x"]}, {"kind": "loud"}]),
+            r"applies_if #2: field 'kind' must be one of phrase",
+        ),
+        (
+            _question(applies_if={"kind": "phrase", "phrases": ["x"], "negate": "no"}),
+            r"applies_if #1: field 'negate' must be true or false",
+        ),
         (
             _question(rule={"kind": "silence", "max_longest_s": 5}, window="first 5 s"),
             r"field 'window' does not apply to silence rules",
@@ -525,3 +560,98 @@ def test_loader_rejects_duplicate_ids(tmp_path: Path):
 def test_loader_says_which_file_is_missing(tmp_path: Path):
     with pytest.raises(ScorecardError, match=r"Cannot read scorecard .*nope\.yaml \(No such file"):
         load_scorecard(tmp_path / "nope.yaml")
+
+
+# --- alternatives and "not applicable" -------------------------------------------------------
+
+HOLD = PhraseRule(
+    (("please hold", "one moment", "请稍等"), ("thank you for waiting", "让您久等了")),
+    mode="all_of",
+)
+
+
+def test_all_of_alternatives_need_each_item_said_in_any_turn():
+    asked = [turn("agent", 0, 3, "One moment please."), turn("agent", 20, 23, "Sorry.")]
+    answer = ask(HOLD, asked, role="agent")
+    assert answer.passed is False
+    assert answer.evidence.startswith("missing 'thank you for waiting / 让您久等了' (agent")
+    both = [turn("agent", 0, 3, "好的，请稍等。"), turn("agent", 20, 23, "让您久等了。")]
+    answer = ask(HOLD, both, role="agent")
+    assert answer.passed and answer.evidence.startswith('"让您久等了": 让您久等了')
+    assert answer.evidence_ms == T0 + 20_000
+    anyone = PhraseRule(HOLD.phrases)  # any_of: any alternative of any item
+    assert ask(anyone, [turn("agent", 0, 3, "Please hold.")]).evidence.startswith('"please hold"')
+
+
+def _hold_card() -> Scorecard:
+    hold = next(q for q in default_scorecard().questions if q.id == "hold_handling")
+    return Scorecard("hold", (hold,))
+
+
+def test_hold_question_is_not_applicable_to_a_call_without_a_hold():
+    turns = [turn("agent", 0, 4, "Hello, how can I help?"), turn("customer", 4, 8, "Hi.")]
+    result = score_call(_hold_card(), turns, metrics(longest_non_talk_s=3.0))
+    (answer,) = result.answers
+    assert (answer.passed, answer.points, answer.potential) == (None, 0.0, 0.0)
+    assert answer.evidence.startswith("not applicable: none of 11 phrases found (agent turns")
+    assert "; longest gap 3.0 s (min 15 s)" in answer.evidence
+    assert (result.score, result.potential, result.normalized_score) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("turns", "longest_s", "passed"),
+    [
+        # a 20 s silence is a hold even if nobody says so: asked, and failed
+        ([turn("agent", 0, 4, "Hello."), turn("agent", 24, 26, "Okay.")], 20.0, False),
+        # the agent mentions a hold: asked; asked and thanked: passed
+        (
+            [turn("agent", 0, 4, "Please hold."), turn("agent", 9, 12, "Thanks for waiting.")],
+            5,
+            True,
+        ),
+        ([turn("agent", 0, 4, "请您稍等。"), turn("agent", 9, 12, "好的。")], 5.0, False),
+    ],
+)
+def test_hold_question_applies_after_a_long_silence_or_a_mention(turns, longest_s, passed):
+    (answer,) = score_call(_hold_card(), turns, metrics(longest_non_talk_s=longest_s)).answers
+    assert answer.passed is passed and answer.potential == 1.0
+
+
+def test_a_negated_condition_and_the_silence_minimum():
+    only_quiet = Question(
+        "q", "?", 1.0, SilenceRule(max_count=0),
+        applies_if=(Condition(SilenceRule(min_longest_s=10), negate=True),),
+    )  # fmt: skip
+    card = Scorecard("t", (only_quiet,))
+    assert (
+        score_call(card, [], metrics(longest_non_talk_s=12.0, non_talk_count=1)).answers[0].evidence
+        == "not applicable: not: longest gap 12.0 s (min 10 s)"
+    )
+    assert score_call(card, [], metrics(longest_non_talk_s=2.0)).answers[0].passed is True
+
+
+def test_loader_reads_applies_if_and_alternatives():
+    card = parse_scorecard(
+        """
+name: t
+questions:
+  - id: hold
+    text: Hold etiquette?
+    weight: 1
+    role: agent
+    applies_if:
+      kind: phrase
+      role: agent
+      window: first 50%
+      phrases: [hold]
+    rule:
+      kind: phrase
+      mode: all_of
+      phrases: [[please hold, 请稍等], thanks]
+"""
+    )
+    (q,) = card.questions
+    assert q.rule == PhraseRule((("please hold", "请稍等"), "thanks"), mode="all_of")
+    assert q.applies_if == (
+        Condition(PhraseRule(("hold",)), "agent", Window("first", length_pct=50.0)),
+    )

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transforms.segment import SegmentOptions, find_utterances, suppress_noise
+from transforms.segment import (
+    SegmentOptions,
+    find_utterances,
+    settled_margin_ms,
+    suppress_noise,
+)
 
 
 def test_unknown_noise_suppression_is_refused_not_ignored() -> None:
@@ -39,7 +44,33 @@ def test_without_vad_audio_is_cut_into_fixed_windows() -> None:
     )
 
 
-def test_silence_alone_is_dropped_up_to_the_horizon() -> None:
-    opts = SegmentOptions()
+def test_silence_alone_is_dropped_but_what_an_unreported_onset_may_need() -> None:
+    opts = SegmentOptions()  # an onset shorter than min_speech (250 ms) is not reported yet
     spans, keep_from = find_utterances(np.zeros(16000 * 3, dtype=np.float32), opts, final=False)
-    assert spans == [] and keep_from == 16000 * 3 - 16 * (500 + 200)
+    assert spans == [] and keep_from == 16000 * 3 - 16 * (250 + 200)
+
+
+@pytest.mark.parametrize(
+    ("min_silence_ms", "pad_ms", "margin_ms"), [(500, 200, 300), (300, 200, 200), (1000, 100, 900)]
+)
+def test_a_span_is_settled_once_the_vad_closed_it_and_padding_cannot_move(
+    min_silence_ms: int, pad_ms: int, margin_ms: int
+) -> None:
+    opts = SegmentOptions(min_silence_ms=min_silence_ms, speech_pad_ms=pad_ms)
+    assert settled_margin_ms(opts) == margin_ms
+
+
+def test_the_vad_stops_at_a_hole_until_it_is_old_or_the_call_ended() -> None:
+    from transforms.segment import REORDER_WAIT_MS, _contiguous
+
+    def piece(ms: int) -> np.ndarray:
+        return np.zeros(16 * ms, dtype=np.float32)
+
+    hole_at = [(0, piece(100)), (3200, piece(100))]  # 100..200 ms missing
+    assert _contiguous(hole_at, 3200 + 1600, ended=False) == 1600
+    assert _contiguous(hole_at, 3200 + 1600, ended=True) == 1600
+    old = 1600 + 16 * REORDER_WAIT_MS  # the hole is REORDER_WAIT_MS old: lost, not late
+    assert _contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=False) == old
+    assert _contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=True) == 1600
+    assert _contiguous([(1600, piece(100)), (0, piece(100))], 3200, ended=False) == 3200
+    assert _contiguous([], 0, ended=True) == 0

@@ -80,7 +80,7 @@ METRICS_FIELDS = [
 SCORECARD_TYPE = (
     "struct<scorecard: string not null, score: double not null, potential: double not null, "
     "normalized_score: double not null, answers: list<element: struct<question_id: string "
-    "not null, passed: bool not null, points: double not null, potential: double not null, "
+    "not null, passed: bool, points: double not null, potential: double not null, "
     "evidence: string not null, evidence_ms: int64> not null> not null>"
 )
 
@@ -112,7 +112,7 @@ def test_calls_schema_is_pinned() -> None:
         (f.name, str(f.type) + ("" if f.nullable else " not null")) for f in metrics
     ] == METRICS_FIELDS
     assert str(CALLS.schema.field("scorecard").type) == SCORECARD_TYPE
-    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"3"}
+    assert CALLS.schema.metadata == {b"callqa.table": b"calls", b"callqa.version": b"4"}
     assert (CALLS.name, CALLS.record_type) == ("calls", CallRow)
 
 
@@ -120,13 +120,13 @@ def test_dead_letters_schema_is_pinned() -> None:
     assert columns(DEAD_LETTERS.schema) == DEAD_LETTERS_COLUMNS
     assert DEAD_LETTERS.schema.metadata == {
         b"callqa.table": b"dead_letters",
-        b"callqa.version": b"3",
+        b"callqa.version": b"4",
     }
     assert (DEAD_LETTERS.name, DEAD_LETTERS.record_type) == ("dead_letters", DeadLetter)
 
 
 def test_table_version_and_registry() -> None:
-    assert TABLE_VERSION == "3"
+    assert TABLE_VERSION == "4"
     assert [t.name for t in TABLES] == [
         "calls",
         "dead_letters",
@@ -145,7 +145,7 @@ def test_scorecard_answers_schema_golden() -> None:
         ("call_start_ms", "int64", False),
         ("scorecard", "string", False),
         ("question_id", "string", False),
-        ("passed", "bool", False),
+        ("passed", "bool", True),
         ("points", "double", False),
         ("potential", "double", False),
         ("evidence", "string", False),

@@ -15,8 +15,8 @@ from apache_beam.transforms import window
 
 from schemas.expectations import ExpectationSpec, FrameValidator
 from schemas.records import OffsetAck, QuarantinedRow, QuarantineWithAck, RowWithAck
-from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
-from tests.unit.test_expectations import CALL, LETTER, METRICS, T0, TRANSCRIPT
+from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
+from tests.unit.test_expectations import CALL, CARD, LETTER, METRICS, T0, TRANSCRIPT
 from transforms.validate import (
     QUARANTINE_TAG,
     VALID_TAG,
@@ -57,7 +57,12 @@ def test_good_calls_stay_and_bad_calls_are_quarantined_with_their_acks(
         out.quarantine | beam.Map(lambda q: (q.row.row_key, q.row.failed_expectations, q.acks)),
         equal_to(
             [
-                ("c-2.v0.final", ("final_version_positive",), (ACK, ACK_SPLIT)),
+                # its scorecard answers carry version 0 too
+                (
+                    "c-2.v0.final",
+                    ("final_version_positive", "scorecard_answers.version_positive"),
+                    (ACK, ACK_SPLIT),
+                ),
                 (
                     "c-3.v1.final",
                     ("chunk_count_positive", "mean_confidence_nonpositive"),
@@ -79,6 +84,7 @@ def test_good_calls_stay_and_bad_calls_are_quarantined_with_their_acks(
         "calls_live_rows_passed": 1,  # live rows are not checked (superseded by the final)
         "calls_rows_quarantined": 2,
         "calls_failed_final_version_positive": 1,
+        "scorecard_answers_failed_version_positive": 1,
         "calls_failed_chunk_count_positive": 1,
         "calls_failed_mean_confidence_nonpositive": 1,
     }
@@ -123,6 +129,56 @@ def test_transcripts_and_dead_letters() -> None:
     assert c["dead_letters_rows_quarantined"] == 2
     assert c["dead_letters_failed_stage_not_empty"] == 1
     assert c["dead_letters_failed_reason_not_empty"] == 1
+
+
+def test_a_call_is_held_back_with_its_scorecard_answers_when_one_fails() -> None:
+    good = RowWithAck(CALL, (ACK,))
+    card = CARD._replace(answers=(CARD.answers[0]._replace(points=0.5),))  # passed, half points
+    bad_answer = RowWithAck(CALL._replace(call_id="c-4", scorecard=card), (ACK_SPLIT,))
+    p = beam.Pipeline(runner=FnApiRunner())
+    out = p | beam.Create([good, bad_answer]) | ValidateRows(CALLS)
+    assert_that(out.valid, equal_to([good]), label="valid")
+    assert_that(
+        out.quarantine | beam.Map(lambda q: (q.row.row_key, q.row.failed_expectations, q.acks)),
+        equal_to([("c-4.v1.final", ("scorecard_answers.passed_earns_potential",), (ACK_SPLIT,))]),
+        label="quarantine",
+    )
+    result = p.run()
+    result.wait_until_finish()
+    c = counters(result)
+    assert c["scorecard_answers_failed_passed_earns_potential"] == 1
+    assert (c["calls_rows_valid"], c["calls_rows_quarantined"]) == (1, 1)
+
+
+def test_quarantine_records_are_written_even_when_they_fail_their_own_suite() -> None:
+    good = quarantine("calls", RowWithAck(CALL, (ACK,)), {"chunk_count_positive"})
+    odd = good._replace(row=good.row._replace(row_key="", row_json="{"))
+    p = beam.Pipeline(runner=FnApiRunner())
+    out = p | beam.Create([good, odd]) | ValidateRows(QUARANTINE)
+    assert_that(
+        out.valid | beam.Map(lambda q: (q.row.row_key, q.row.failed_expectations, q.acks)),
+        equal_to(
+            [
+                ("c-0001.v1.final", ("chunk_count_positive",), (ACK,)),
+                (
+                    "",
+                    (
+                        "chunk_count_positive",
+                        "quarantine.row_json_parseable",
+                        "quarantine.row_key_not_empty",
+                    ),
+                    (ACK,),
+                ),
+            ]
+        ),
+        label="valid",
+    )
+    assert_that(out.quarantine, equal_to([]), label="quarantine")
+    result = p.run()
+    result.wait_until_finish()
+    c = counters(result)
+    assert (c["quarantine_rows_valid"], c["quarantine_rows_invalid"]) == (1, 1)
+    assert c["quarantine_failed_row_key_not_empty"] == 1
 
 
 class _StampFn(beam.DoFn):
@@ -187,7 +243,7 @@ class _BrokenCheckerFn(ValidateRowsFn):
     def setup(self) -> None:
         super().setup()
         ghost = ExpectationSpec("ghost", "ExpectColumnValuesToNotBeNull", {"column": "no_such"})
-        self._validator = FrameValidator("calls", [ghost])
+        self._validators["calls"] = FrameValidator("calls", [ghost])
 
 
 def test_a_broken_checker_passes_rows_on_unchecked_and_counts_it() -> None:
@@ -216,7 +272,7 @@ def test_quarantine_records_hold_the_whole_row_as_strict_json() -> None:
             "calls",
             "c-0001.v1.final",
             ("a", "talk_ratio_range"),
-            "1",
+            "2",
             record.row.row_json,
             "c-0001",
             T0,
@@ -243,4 +299,4 @@ def test_configuration_errors_and_no_gx_before_setup() -> None:
     with pytest.raises(ValueError, match="max_batch_rows"):
         ValidateRowsFn("calls", max_batch_rows=0)
     fn = ValidateRowsFn("calls")
-    assert not hasattr(fn, "_validator")  # the GX context is built in setup(), on the worker
+    assert not hasattr(fn, "_validators")  # the GX context is built in setup(), on the worker
