@@ -560,11 +560,16 @@ def _question(raw: object, source: str, index: int) -> Question:
     weight = _number(q, "weight", where, "a number greater than 0", lambda v: v > 0)
     weight = float(_required(weight, "weight", where))
     role = _choice(q, "role", where, ROLES, "any")
-    negate = q.get("negate", False)
-    if not isinstance(negate, bool):
-        _fail(where, f"field 'negate' must be true or false, got {negate!r}")
+    negate = _negate(q, where)
     window, rule = _window(q, where), _rule(q, where)
     return Question(qid, text, weight, rule, role, window, negate, _applies_if(q, where))
+
+
+def _negate(d: dict[str, Any], where: str) -> bool:
+    negate = d.get("negate", False)
+    if not isinstance(negate, bool):
+        _fail(where, f"field 'negate' must be true or false, got {negate!r}")
+    return negate
 
 
 def _applies_if(q: dict[str, Any], where: str) -> tuple[Condition, ...]:
@@ -582,9 +587,7 @@ def _applies_if(q: dict[str, Any], where: str) -> tuple[Condition, ...]:
         fields = _fields(item, at, "a condition", None)
         own = {k: v for k, v in fields.items() if k in _CONDITION_KEYS}
         rule = {k: v for k, v in fields.items() if k not in _CONDITION_KEYS}
-        negate = own.get("negate", False)
-        if not isinstance(negate, bool):
-            _fail(at, f"field 'negate' must be true or false, got {negate!r}")
+        negate = _negate(own, at)
         parsed = _rule({**own, "rule": rule}, at)
         role = _choice(own, "role", at, ROLES, "any")
         conditions.append(Condition(parsed, role, _window(own, at), negate))

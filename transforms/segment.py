@@ -180,7 +180,7 @@ class SegmentSpeechFn(beam.DoFn):
     ) -> Iterator[Any]:
         (call_id, channel), chunk = element
         buf: _Buffer | None = buffer_state.read()
-        end_ms = chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
+        end_ms = chunk_end_ms(chunk)
         if buf is None:
             buf = _Buffer(chunk.event_time_ms, end_ms, chunk.event_time_ms, chunk.language_hint)
         if chunk.num_samples > 0:  # a copied end-of-call marker has no audio
@@ -243,8 +243,8 @@ class SegmentSpeechFn(beam.DoFn):
         self.vad_runs.inc()
         # A hole is a chunk still on its way (Beam keeps no order), not silence: the VAD looks
         # only up to the first hole until the audio reaches REORDER_WAIT_MS past it.
-        ended = buf.marker_ms is not None
-        heard = len(audio) if final else _contiguous(placed, len(audio), ended)
+        runs = _runs(placed)
+        heard = len(audio) if final else _contiguous(runs, len(audio), buf.marker_ms is not None)
         spans, keep_from = find_utterances(audio[:heard], self._opts, final)
         emitted = buf.emitted
         for start, end in spans:
@@ -264,14 +264,13 @@ class SegmentSpeechFn(beam.DoFn):
             )
         chunks.clear()
         rest_ms = buf.start_ms + 1000 * keep_from // _RATE
-        if not final:  # keep the pieces after the cut as pieces, so their holes stay holes
+        if not final:  # keep what follows the cut, one piece per run, so holes stay holes
             cut = _ms_to_samples(rest_ms - buf.start_ms)
-            for at, piece in placed:
-                if at + len(piece) > cut:
-                    begin = max(at, cut)
-                    event_ms = buf.start_ms + 1000 * begin // _RATE
-                    start = _ms_to_samples(event_ms - buf.start_ms) - at
-                    chunks.add((event_ms, piece[max(0, start) :].tobytes()))
+            for start, end in runs:
+                if end > cut:
+                    event_ms = buf.start_ms + 1000 * max(start, cut) // _RATE
+                    at = _ms_to_samples(event_ms - buf.start_ms)
+                    chunks.add((event_ms, audio[at:end].tobytes()))
         return buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms, emitted=emitted)
 
 
@@ -280,18 +279,37 @@ class SegmentSpeechFn(beam.DoFn):
 REORDER_WAIT_MS: Final = 5000
 
 
-def _contiguous(placed: list[tuple[int, np.ndarray]], total: int, ended: bool) -> int:
+_SLACK_SAMPLES: Final = _ms_to_samples(1)  # absorbs the rounding of chunk times to ms
+
+
+def _runs(placed: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:
+    """The ``[start, end)`` sample ranges the placed pieces cover, touching pieces merged."""
+    runs: list[tuple[int, int]] = []
+    for at, piece in sorted(placed, key=lambda p: p[0]):
+        end = at + len(piece)
+        if runs and at <= runs[-1][1] + _SLACK_SAMPLES:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], end))
+        else:
+            runs.append((at, end))
+    return runs
+
+
+def _contiguous(runs: list[tuple[int, int]], total: int, ended: bool) -> int:
     """Samples from the buffer's start up to its first hole that is not yet REORDER_WAIT_MS
     old (``total`` when there is none); ``ended`` (the end-of-call marker is in): any hole,
-    the flush at the watermark will tell. A 1 ms slack absorbs the rounding of chunk times."""
-    slack = _ms_to_samples(1)
+    the flush at the watermark will tell."""
     wait = total + 1 if ended else _ms_to_samples(REORDER_WAIT_MS)
     covered = 0
-    for at, piece in sorted(placed, key=lambda p: p[0]):
-        if at > covered + slack and total - covered < wait:
+    for start, end in runs:
+        if start > covered + _SLACK_SAMPLES and total - covered < wait:
             return covered
-        covered = max(covered, at + len(piece))
+        covered = max(covered, end)
     return total
+
+
+def chunk_end_ms(chunk: AudioChunk) -> int:
+    """Event time just after a chunk's last sample."""
+    return chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
 
 
 def key_by_call_channel(
@@ -301,8 +319,7 @@ def key_by_call_channel(
     emptied and stamped with its end, to the call's other channels so that they flush then."""
     yield (chunk.call_id, chunk.channel), chunk
     if copy_marker and chunk.end_of_call:
-        end_ms = chunk.event_time_ms + 1000 * chunk.num_samples // chunk.sample_rate_hz
-        marker = chunk._replace(pcm=b"", num_samples=0, event_time_ms=end_ms)
+        marker = chunk._replace(pcm=b"", num_samples=0, event_time_ms=chunk_end_ms(chunk))
         for role in ROLES:
             if role != chunk.channel:
                 yield (chunk.call_id, role), marker._replace(channel=role)

@@ -72,30 +72,27 @@ class _SharedChild:
     _pool: Any = None
     _users = 0
 
-    @classmethod
-    def acquire(cls) -> Any:
+    @staticmethod
+    def _start() -> Any:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    @classmethod
+    def acquire(cls) -> Any:
         with cls._lock:
             if cls._pool is None:
-                cls._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
-                )
+                cls._pool = cls._start()
             cls._users += 1
             return cls._pool
 
     @classmethod
     def replace(cls, broken: Any) -> Any:
         """A new child for one whose process died (BrokenProcessPool); every user moves over."""
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         with cls._lock:
             if cls._pool is broken:
-                cls._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
-                )
+                cls._pool = cls._start()
             return cls._pool
 
     @classmethod

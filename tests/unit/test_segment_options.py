@@ -61,16 +61,27 @@ def test_a_span_is_settled_once_the_vad_closed_it_and_padding_cannot_move(
 
 
 def test_the_vad_stops_at_a_hole_until_it_is_old_or_the_call_ended() -> None:
-    from transforms.segment import REORDER_WAIT_MS, _contiguous
+    from transforms.segment import REORDER_WAIT_MS, _contiguous, _runs
 
     def piece(ms: int) -> np.ndarray:
         return np.zeros(16 * ms, dtype=np.float32)
 
+    def contiguous(placed: list[tuple[int, np.ndarray]], total: int, ended: bool) -> int:
+        return _contiguous(_runs(placed), total, ended)
+
     hole_at = [(0, piece(100)), (3200, piece(100))]  # 100..200 ms missing
-    assert _contiguous(hole_at, 3200 + 1600, ended=False) == 1600
-    assert _contiguous(hole_at, 3200 + 1600, ended=True) == 1600
+    assert contiguous(hole_at, 3200 + 1600, ended=False) == 1600
+    assert contiguous(hole_at, 3200 + 1600, ended=True) == 1600
     old = 1600 + 16 * REORDER_WAIT_MS  # the hole is REORDER_WAIT_MS old: lost, not late
-    assert _contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=False) == old
-    assert _contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=True) == 1600
-    assert _contiguous([(1600, piece(100)), (0, piece(100))], 3200, ended=False) == 3200
-    assert _contiguous([], 0, ended=True) == 0
+    assert contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=False) == old
+    assert contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=True) == 1600
+    assert contiguous([(1600, piece(100)), (0, piece(100))], 3200, ended=False) == 3200
+    assert contiguous([], 0, ended=True) == 0
+
+
+def test_touching_pieces_merge_into_runs_and_holes_stay_apart() -> None:
+    from transforms.segment import _runs
+
+    pieces = [(3200, np.zeros(1600)), (0, np.zeros(1600)), (1600 + 10, np.zeros(1590))]
+    assert _runs(pieces) == [(0, 3200 + 1600)]  # 10 samples (< 1 ms) apart: one run
+    assert _runs([(0, np.zeros(1600)), (4800, np.zeros(1600))]) == [(0, 1600), (4800, 6400)]
