@@ -23,10 +23,10 @@ from schemas.records import (
     CallRow,
     ScorecardAnswer,
     ScorecardResult,
-    SentimentQuarters,
     Transcript,
 )
 from schemas.tables import CALLS, TRANSCRIPTS
+from tests.records import call_metrics, call_row
 from transforms.parquet_sink import call_file, transcript_file, write_rows_file
 from transforms.text_analytics import top_keywords_across
 
@@ -34,7 +34,6 @@ pytestmark = [pytest.mark.integration]
 
 DAY1, DAY2 = date(2024, 5, 1), date(2024, 5, 2)
 QUESTIONS = ("greeting", "no_forbidden_words", "resolution")
-NO_QUARTERS = SentimentQuarters(None, None, None, None)
 
 
 def _ms(day: date, hour: int, minute: int = 0) -> int:
@@ -42,18 +41,15 @@ def _ms(day: date, hour: int, minute: int = 0) -> int:
 
 
 def _metrics(duration_s: float, sentiment: float, ratio: float, gap_s: float) -> CallMetrics:
-    return CallMetrics(
+    return call_metrics(
         duration_s=duration_s, agent_talk_s=duration_s * ratio * 0.8,
-        customer_talk_s=duration_s * (1 - ratio) * 0.8, mixed_talk_s=0.0, agent_talk_ratio=ratio,
+        customer_talk_s=duration_s * (1 - ratio) * 0.8, agent_talk_ratio=ratio,
         non_talk_s=gap_s * 2, non_talk_count=2, longest_non_talk_s=gap_s, overtalk_count=1,
-        overtalk_ms=800, interruptions_by_agent=0, interruptions_by_customer=1,
-        agent_words_per_min=None, customer_words_per_min=None, agent_chars_per_min=None,
-        customer_chars_per_min=None, agent_loudness_dbfs=-20.0, customer_loudness_dbfs=-24.0,
-        turn_count=4, utterance_count=4, keywords=("退款", "订单"), sentiment=sentiment,
-        agent_sentiment=sentiment, customer_sentiment=sentiment, sentiment_quarters=NO_QUARTERS,
-        customer_sentiment_quarters=NO_QUARTERS, sentiment_trajectory=None, zh_share=0.5,
-        en_share=0.5, zh_en_share=0.0, mean_confidence=-0.3, min_confidence=-0.9,
-        pii_redactions=0, transcripts_complete=True, transcript_failures=0,
+        overtalk_ms=800, interruptions_by_customer=1, agent_words_per_min=None,
+        customer_words_per_min=None, customer_loudness_dbfs=-24.0, turn_count=4,
+        utterance_count=4, keywords=("退款", "订单"), sentiment=sentiment,
+        agent_sentiment=sentiment, customer_sentiment=sentiment, zh_share=0.5, en_share=0.5,
+        zh_en_share=0.0, mean_confidence=-0.3, min_confidence=-0.9,
     )  # fmt: skip
 
 
@@ -78,14 +74,13 @@ def _call(
     metrics: CallMetrics | None = None,
     card: ScorecardResult | None = None,
 ) -> CallRow:
-    return CallRow(
+    return call_row(
         call_id=call_id, version=version, is_final=final,
         close_reason="end_of_call" if final else "live", start_ms=start_ms,
         end_ms=start_ms + length_s * 1000, agent_audio_s=length_s / 2,
-        customer_audio_s=length_s / 2, mixed_audio_s=0.0, chunk_count=10, duplicate_chunks=0,
-        missing_seq_count=0, missing_seqs="", tenant="acme", agent_id="agent-7", queue="billing",
-        language_hint=None, source_topic="calls", source_partition=0, first_offset=0,
-        last_offset=9 + version, metrics=metrics, scorecard=card,
+        customer_audio_s=length_s / 2, chunk_count=10, duplicate_chunks=0, agent_id="agent-7",
+        source_topic="calls", source_partition=0, first_offset=0, last_offset=9 + version,
+        metrics=metrics, scorecard=card,
     )  # fmt: skip
 
 

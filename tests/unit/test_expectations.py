@@ -20,7 +20,6 @@ from schemas.expectations import (
     validate_frame,
 )
 from schemas.records import (
-    CallMetrics,
     CallRow,
     DeadLetter,
     QuarantinedRow,
@@ -30,76 +29,28 @@ from schemas.records import (
     SentimentQuarters,
     Transcript,
 )
+from tests.records import T0, call_metrics, call_row
 
-T0 = 1_764_072_000_000
 NULL: Any = None  # a null where the record type says there is none (what the checks catch)
 QUARTERS = SentimentQuarters(0.1, -0.2, None, 0.4)
 
-METRICS = CallMetrics(
-    duration_s=60.0,
-    agent_talk_s=30.0,
-    customer_talk_s=25.0,
-    mixed_talk_s=0.0,
-    agent_talk_ratio=0.55,
+METRICS = call_metrics(
     non_talk_s=4.0,
     non_talk_count=2,
     longest_non_talk_s=3.0,
-    overtalk_count=0,
-    overtalk_ms=0,
-    interruptions_by_agent=0,
-    interruptions_by_customer=0,
-    agent_words_per_min=150.0,
-    customer_words_per_min=140.0,
-    agent_chars_per_min=None,
-    customer_chars_per_min=None,
-    agent_loudness_dbfs=-20.0,
-    customer_loudness_dbfs=-22.0,
-    turn_count=10,
-    utterance_count=10,
     keywords=("refund", "invoice"),
-    sentiment=0.3,
-    agent_sentiment=0.4,
     customer_sentiment=-0.2,
     sentiment_quarters=QUARTERS,
     customer_sentiment_quarters=QUARTERS,
     sentiment_trajectory=0.3,
     zh_share=0.0,
-    en_share=1.0,
     zh_en_share=0.0,
-    mean_confidence=-0.2,
-    min_confidence=-0.4,
     pii_redactions=1,
-    transcripts_complete=True,
-    transcript_failures=0,
 )
 CARD = ScorecardResult(
     "default", 1.0, 3.0, 1 / 3, (ScorecardAnswer("greeting", True, 1.0, 1.0, "hello", T0),)
 )
-CALL = CallRow(
-    call_id="c-0001",
-    version=1,
-    is_final=True,
-    close_reason="inactivity",
-    start_ms=T0,
-    end_ms=T0 + 60_000,
-    agent_audio_s=30.0,
-    customer_audio_s=28.0,
-    mixed_audio_s=0.0,
-    chunk_count=56,
-    duplicate_chunks=1,
-    missing_seq_count=0,
-    missing_seqs="",
-    tenant="acme",
-    agent_id=None,
-    queue="billing",
-    language_hint=None,
-    source_topic="audio",
-    source_partition=2,
-    first_offset=100,
-    last_offset=160,
-    metrics=METRICS,
-    scorecard=CARD,
-)
+CALL = call_row(metrics=METRICS, scorecard=CARD)
 TRANSCRIPT = Transcript(
     call_id="c-0001",
     channel="agent",

@@ -16,6 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS
+from tests.records import T0, call_row
 from transforms.parquet_sink import (
     WriteTable,
     call_file,
@@ -26,31 +27,14 @@ from transforms.parquet_sink import (
     write_rows_file,
 )
 
-T0 = 1_764_072_000_000  # 2025-11-25T12:00:00Z
 LAST_MS_OF_DAY = 1_764_115_199_999  # 2025-11-25T23:59:59.999Z
 
-ROW = CallRow(
-    call_id="c-0001",
-    version=1,
-    is_final=True,
-    close_reason="inactivity",
-    start_ms=T0,
+ROW = call_row(
     end_ms=T0 + 6_000,
     agent_audio_s=3.2,
     customer_audio_s=2.4,
-    mixed_audio_s=0.0,
-    chunk_count=56,
-    duplicate_chunks=1,
     missing_seq_count=2,
     missing_seqs="agent:3-4",
-    tenant="acme",
-    agent_id=None,
-    queue="billing",
-    language_hint=None,
-    source_topic="audio",
-    source_partition=2,
-    first_offset=100,
-    last_offset=160,
 )
 
 ACK = OffsetAck("audio", 2, ((100, 161),))

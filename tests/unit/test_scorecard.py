@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from schemas.records import CallMetrics, SentimentQuarters, Transcript
+from schemas.records import CallMetrics, Transcript
+from tests.records import T0
+from tests.records import call_metrics as metrics
 from transforms.scorecard import (
     EVIDENCE_MAX_CHARS,
     Condition,
@@ -27,9 +29,6 @@ from transforms.scorecard import (
     parse_scorecard,
     score_call,
 )
-
-T0 = 1_764_072_000_000
-NO_QUARTERS = SentimentQuarters(None, None, None, None)
 
 
 def turn(
@@ -52,50 +51,6 @@ def turn(
         alternatives=(),
         sentiment=sentiment,
     )
-
-
-def metrics(**overrides: Any) -> CallMetrics:
-    """A quiet, polite 60 s call's metrics; ``overrides`` replace fields."""
-    base: dict[str, Any] = dict(
-        duration_s=60.0,
-        agent_talk_s=30.0,
-        customer_talk_s=25.0,
-        mixed_talk_s=0.0,
-        agent_talk_ratio=0.55,
-        non_talk_s=0.0,
-        non_talk_count=0,
-        longest_non_talk_s=0.0,
-        overtalk_count=0,
-        overtalk_ms=0,
-        interruptions_by_agent=0,
-        interruptions_by_customer=0,
-        agent_words_per_min=150.0,
-        customer_words_per_min=140.0,
-        agent_chars_per_min=None,
-        customer_chars_per_min=None,
-        agent_loudness_dbfs=-20.0,
-        customer_loudness_dbfs=-22.0,
-        turn_count=10,
-        utterance_count=10,
-        keywords=(),
-        sentiment=0.3,
-        agent_sentiment=0.4,
-        customer_sentiment=0.2,
-        sentiment_quarters=NO_QUARTERS,
-        customer_sentiment_quarters=NO_QUARTERS,
-        sentiment_trajectory=None,
-        zh_share=None,
-        en_share=1.0,
-        zh_en_share=None,
-        mean_confidence=-0.2,
-        min_confidence=-0.4,
-        pii_redactions=0,
-        transcripts_complete=True,
-        transcript_failures=0,
-    )
-    unknown = set(overrides) - set(base)
-    assert not unknown, f"not CallMetrics fields: {unknown}"
-    return CallMetrics(**{**base, **overrides})
 
 
 def ask(rule: Rule, turns: list[Transcript], m: CallMetrics | None = None, **q: Any):
