@@ -79,6 +79,22 @@ _NANP_RE: Final = re.compile(r"1?[2-9]\d{2}[2-9]\d{6}")
 # A bare 10-digit number is too often an order number to call it a North-American phone: it
 # needs the 3-3-4 grouping (or a "+1"), or to be read out digit by digit.
 _NANP_GROUPINGS: Final = frozenset({(3, 3, 4), (1, 3, 3, 4), (1,) * 10, (1,) * 11})
+# ... unless the words before it say it is a phone ("my new number is 4155550134"), and no
+# identifier word comes after the last phone word ("my order number is ..." stays).
+_PHONE_WORDS_RE: Final = re.compile(
+    r"\b(?:tele)?phone\b|\bcell\b|\bmobile\b|\bfax\b|\b(?:call|reach|text|ring)\s+me\b|"
+    r"\bcontact\b|电话|手机|联系|致电|打给|来电",
+    re.IGNORECASE,
+)
+_NUMBER_WORD_RE: Final = re.compile(r"\bnumber\b|号码", re.IGNORECASE)  # unless "order number"
+_ID_WORDS_RE: Final = re.compile(
+    r"\b(?:order|account|tracking|reference|ref|case|ticket|confirmation|invoice|serial|"
+    r"policy|member|membership|customer|parcel|booking)\b|订单|单号|账号|账户|工单|编号|快递|"
+    r"会员|保单",
+    re.IGNORECASE,
+)
+_PHONE_CONTEXT_CHARS: Final = 40  # how far back (within the sentence) a phone word counts
+_SENTENCE_END_RE: Final = re.compile(r".*[.!?。！？；;]\s", re.DOTALL)
 #: First two digits of a resident ID: the province-level codes of GB/T 2260 (83: Taiwan
 #: residents' residence permits, which use the same layout).
 _CN_PROVINCES: Final = _words(
@@ -134,9 +150,25 @@ def is_card_number(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _classify(digits: str, plus: bool, grouping: tuple[int, ...]) -> str | None:
+def _phone_context(norm: str, start: int) -> bool:
+    """Whether the words just before ``start`` (in its sentence) announce a phone number."""
+    before = norm[max(0, start - _PHONE_CONTEXT_CHARS) : start]
+    before = before[m.end() :] if (m := _SENTENCE_END_RE.match(before)) else before
+    ids = [(m.start(), m.end()) for m in _ID_WORDS_RE.finditer(before)]
+    phone = [m.end() for m in _PHONE_WORDS_RE.finditer(before)] + [
+        m.end()
+        for m in _NUMBER_WORD_RE.finditer(before)
+        if not any(0 <= m.start() - end <= 1 for _, end in ids)  # "order number", "订单号码"
+    ]
+    return bool(phone) and not any(start >= max(phone) for start, _ in ids)
+
+
+def _classify(
+    digits: str, plus: bool, grouping: tuple[int, ...], phone_context: bool = False
+) -> str | None:
     """The placeholder for a candidate digit string, or None. IDs and cards win over phones so
-    an 18-digit ID is never half-read as a mobile number."""
+    an 18-digit ID is never half-read as a mobile number. ``phone_context``: the words before
+    announce a phone, so a North-American number needs no phone-like grouping."""
     if plus:  # "+<country code><number>": E.164 allows at most 15 digits
         return PHONE if 8 <= len(digits) <= 15 and digits.isdigit() else None
     if is_cn_id(digits) and (len(digits) == 18 or grouping in _LEGACY_ID_GROUPINGS):
@@ -147,7 +179,7 @@ def _classify(digits: str, plus: bool, grouping: tuple[int, ...]) -> str | None:
         return CARD
     if _CN_MOBILE_RE.fullmatch(digits) or _CN_LANDLINE_RE.fullmatch(digits):
         return PHONE
-    if grouping in _NANP_GROUPINGS and _NANP_RE.fullmatch(digits):
+    if (grouping in _NANP_GROUPINGS or phone_context) and _NANP_RE.fullmatch(digits):
         return PHONE
     return None
 
@@ -171,6 +203,7 @@ def _pii_in_run(norm: str, run: re.Match[str], original: str) -> list[tuple[int,
     candidate, the longest valid ones win (so "138 0013 8000 2" yields the phone number)."""
     units = _units(norm, run.start(), run.end(), original)
     plus = norm[run.start()] == "+"
+    phone_context = _phone_context(norm, run.start())
     found = []
     for i in range(len(units)):
         digits = ""
@@ -179,7 +212,7 @@ def _pii_in_run(norm: str, run: re.Match[str], original: str) -> list[tuple[int,
             if len(digits) > _MAX_PII_DIGITS:
                 break
             grouping = tuple(len(u[2]) for u in units[i : j + 1])
-            kind = _classify(digits, plus and i == 0, grouping)
+            kind = _classify(digits, plus and i == 0, grouping, phone_context and i == 0)
             if kind:
                 start = run.start() if plus and i == 0 else units[i][0]
                 end = units[j][1]
@@ -248,7 +281,9 @@ _CN_NUMBER_RE: Final = re.compile(r"[零〇一二三四五六七八九十百千�
 _EXTRA_STOPWORDS: Final = _words(
     "您好 你好 请问 一下 好的 谢谢 感谢 没有 非常 太 嗯嗯 这边 那边 的话 现在 是的 对的 我要 我想 "
     "还 都 没 想 要 让 给 被 能 请 先生 女士 稍等 麻烦 不好意思 知道 时候 可能 需要 "
-    "um uh hmm yeah yep okay ok hi hello bye sir ma'am madam"
+    "帮 帮忙 看看 查查 "  # "帮您查一下": stopwords-iso has "help", not 帮
+    "um uh hmm yeah yep okay ok hi hello bye sir ma'am madam morning afternoon evening calling "
+    "nice"  # "good morning, thank you for calling ... have a nice day"
 )
 # Words in stopwords-iso's (broad) English list that are topics on a service call.
 _KEEP_WORDS: Final = frozenset({"order", "bill", "problem"})
@@ -348,6 +383,95 @@ _VADER_ALPHA: Final = 15.0  # VADER's normalize(): score / sqrt(score² + alpha)
 _CLAUSE_BREAKS: Final = frozenset("，。！？；：,.!?;:、")
 _PEEL_SUFFIXES: Final = "了啊呀吧呢啦的您你"  # "太好了" "感谢您": jieba glues these on
 
+_N_ZH: Final = r"[两二三四五六七八九十几]|\d+|好几|无数|多少"
+# Complaints said without a sentiment word ("我打了三次电话还是没人处理", "I still haven't got
+# my refund"): phrase cues with a VADER-scale valence, matched on the text before the lexicon
+# pass (which then skips what they cover, so "什么时候给我解决" is not praise for 解决). The
+# repeated contact, the broken promise, the long wait, the unanswered request, the escalation.
+_COMPLAINT_CUES_ZH: Final = tuple(
+    (re.compile(pattern), valence)
+    for pattern, valence in (
+        (r"没人(?:处理|管|理|接|回复|回电|联系|负责|解决)", -2.0),
+        (r"(?:一直|始终|至今|到现在|还是|仍然|依然)(?:都|也|还)?(?=没|未|不)", -1.5),
+        (rf"(?:打|来|问|说|催|找|反映|投诉)了?(?:{_N_ZH})(?:次|遍|回)", -1.5),
+        (r"第[二三四五六七八九十几]次(?:打|来|问|说|催|找|反映)", -1.0),
+        (r"凭什么|说话不算数?|说了不算|给个说法|要个说法|怎么回事", -1.5),
+        # "到底什么时候给我解决": the question takes its clause, 解决 in it is no praise
+        (
+            r"怎么(?:又|还)|(?:到底|究竟)(?:什么时候|要|能不能|还要|怎么|是)[^，。！？；,.!?;]*",
+            -1.5,
+        ),
+        (r"又(?:扣|坏|出问题|断|错|收|乱)", -1.0),
+        (rf"等了(?:{_N_ZH}|一|半)?个?多?(?:小时|天|星期|周|月|礼拜)", -1.0),
+        (r"不想再等|(?<!对)不对(?![吗吧])|把钱退|退钱", -1.0),
+        (r"上次(?:也|就|都)?(?:是)?(?:这么|这样)说", -1.5),
+        (r"(?:找|叫|要)(?:你们)?(?:的)?(?:领导|经理|主管|负责人)|12315|消协|消费者协会", -1.5),
+    )
+)
+_N_EN: Final = r"(?:two|three|four|five|six|several|many|multiple|\d+)"
+_COMPLAINT_CUES_EN: Final = tuple(
+    (re.compile(pattern, re.IGNORECASE), valence)
+    for pattern, valence in (
+        (
+            rf"\b(?:called|phoned|rang|asked|emailed|written|contacted)\b(?:\s+\w+){{0,3}}?"
+            rf"\s+{_N_EN}\s+times\b",
+            -1.5,
+        ),  # fmt: skip
+        (r"\b(?:the|my)\s+(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th))\s+time\b", -1.5),
+        (
+            r"\b(?:nobody|no\s+one)\b(?:\s+\w+){0,2}?\s+(?:called|calls|fixed|helped|responded|"
+            r"replied|answered|got|gets|cares|listens|bothered)\b",
+            -2.0,
+        ),
+        (
+            r"\bstill\s+(?:not|no|nothing|haven't|hasn't|didn't|don't|doesn't|isn't|aren't|"
+            r"can't|waiting)\b",
+            -1.5,
+        ),
+        (
+            rf"\bwaiting\s+(?:for\s+)?(?:over\s+|more\s+than\s+|almost\s+)?(?:an?|{_N_EN})\s+"
+            r"(?:hours?|days?|weeks?|months?)\b",
+            -1.0,
+        ),
+        (r"\bkeep\s+(?:getting|being|having)\b|\b(?:charged|billed)\s+(?:me\s+)?twice\b", -1.5),
+        (r"\b(?:cancel|close)\s+my\s+(?:account|subscription|service|contract)\b", -1.0),
+        (r"\b(?:want|need|demand)\s+(?:a|my)\s+(?:refund|money\s+back)\b", -1.0),
+        (r"\b(?:speak|talk)\s+to\s+(?:a|your|the)\s+(?:manager|supervisor)\b", -1.5),
+        (
+            r"\byou\s+(?:said|told\s+me|promised)\s+(?:that\s+|the\s+same\s+)?(?:last\s+time|"
+            r"before)\b",
+            -1.5,
+        ),
+        (
+            r"\bwhen\s+(?:are|will|is)\s+(?:you|it|this)\s+(?:going\s+to\s+|gonna\s+)?(?:be\s+)?"
+            r"(?:fix|sort|resolv|solv)\w*",
+            -1.0,
+        ),
+    )
+)
+
+
+def _complaint_cues(
+    run: str, cues: tuple[tuple[re.Pattern[str], float], ...], blank: str
+) -> tuple[str, float]:
+    """``run`` with every complaint cue replaced by ``blank`` (a clause break, so no modifier
+    reaches across it), and the cues' summed valence."""
+    total = 0.0
+    for pattern, valence in cues:
+        run, n = pattern.subn(blank, run)
+        total += n * valence
+    return run, total
+
+
+def _vader_sum(compound: float) -> float:
+    """The sum of valences VADER normalised into ``compound`` (the inverse of normalize())."""
+    c = max(-0.9999, min(0.9999, compound))
+    return c * math.sqrt(_VADER_ALPHA / (1.0 - c * c))
+
+
+def _normalise(total: float) -> float:
+    return total / math.sqrt(total * total + _VADER_ALPHA)
+
 
 @cache
 def _vader() -> Any:
@@ -387,6 +511,8 @@ def _zh_valence(token: str, lexicon: dict[str, float]) -> float:
 def _zh_sentiment(text: str) -> tuple[float, int]:
     """VADER-scale score of a Han run and its number of word tokens."""
     lexicon = _zh_lexicon()
+    words = sum(1 for t in _han_tokens(text) if any(c.isalpha() for c in t))  # not punctuation
+    text, total = _complaint_cues(text, _COMPLAINT_CUES_ZH, "，")
     tokens = _han_tokens(text)
     valences = [_zh_valence(t, lexicon) for t in tokens]
     for i, token in enumerate(tokens):
@@ -394,7 +520,6 @@ def _zh_sentiment(text: str) -> tuple[float, int]:
         opens_clause = i == 0 or tokens[i - 1] in _CLAUSE_BREAKS
         if token == "好" and opens_clause and (follows in _ACK_TAILS or follows in _CLAUSE_BREAKS):
             valences[i] = 0.0
-    total = 0.0
     for i, valence in enumerate(valences):
         if not valence:
             continue
@@ -405,24 +530,28 @@ def _zh_sentiment(text: str) -> tuple[float, int]:
                 valence *= _NEGATION_FACTOR
             valence *= _DEGREE.get(tokens[j], 1.0)
         total += valence
-    words = sum(1 for t in tokens if any(c.isalpha() for c in t))  # not punctuation, digits
-    return total / math.sqrt(total * total + _VADER_ALPHA), words
+    return _normalise(total), words
 
 
 def sentiment(text: str) -> float | None:
     """Sentiment of one text in [-1, 1] (VADER's compound scale), or None when it has no words.
 
     English/Latin text: VADER's compound score. Chinese: a HowNet lexicon pass with negation and
-    degree adverbs (see ``_ZH_VALENCE``). Code-switched text: each Han and Latin run scored on
-    its own, averaged weighted by its number of words.
+    degree adverbs (see ``_ZH_VALENCE``). In both, complaints said without a sentiment word
+    (repeated calls, long waits, "nobody called back", "凭什么") count through phrase cues
+    (``_COMPLAINT_CUES_ZH``/``_EN``). Code-switched text: each Han and Latin run scored on its
+    own, averaged weighted by its number of words.
     ``sentiment("非常感谢您的帮助，问题解决了") > 0.05``; ``sentiment("") is None``.
     """
     total = weight = 0.0
     for m in _SCRIPT_RUN_RE.finditer(unicodedata.normalize("NFKC", text)):
         run = m.group()
         if run[0].isascii():
-            score = _vader().polarity_scores(run)["compound"]
             words = len(_LATIN_WORD_RE.findall(run))
+            rest, cues = _complaint_cues(run, _COMPLAINT_CUES_EN, " , ")
+            score = _vader().polarity_scores(rest)["compound"]
+            if cues:
+                score = _normalise(_vader_sum(score) + cues)
         else:
             score, words = _zh_sentiment(run)
         total += score * words

@@ -225,7 +225,6 @@ class ValidateRowsFn(beam.DoFn):
         self.rows_valid = Metrics.counter(_NS, f"{table_name}_rows_valid")
         self.rows_quarantined = Metrics.counter(_NS, f"{table_name}_rows_quarantined")
         self.rows_unchecked = Metrics.counter(_NS, f"{table_name}_rows_unchecked")
-        self.live_rows = Metrics.counter(_NS, f"{table_name}_live_rows_passed")
         self.validation_errors = Metrics.counter(_NS, f"{table_name}_validation_errors")
         self.batch_rows = Metrics.distribution(_NS, f"{table_name}_batch_rows")
         self.validate_ms = Metrics.distribution(_NS, f"{table_name}_validate_ms")
@@ -276,13 +275,6 @@ class ValidateRowsFn(beam.DoFn):
         window: Any = beam.DoFn.WindowParam,
         pane: Any = beam.DoFn.PaneInfoParam,
     ) -> Iterator[Any]:
-        if self._table_name == CALLS.name and not element.row.is_final:
-            # Live rows are partial states that the final row supersedes, at one per open call
-            # every live interval: a GX run per bundle of them would cost more than the whole
-            # aggregation (measured ~275 ms per run), so only final rows are checked.
-            self.live_rows.inc()
-            yield element
-            return
         self._buffer.append(_Pending(element, timestamp, window, pane))
         if len(self._buffer) >= self._max_batch_rows:
             yield from self._flush()
@@ -361,7 +353,6 @@ class ValidateRows(beam.PTransform):
     Counters in ``callqa.validate``: ``<table>_rows_valid``, ``<table>_rows_quarantined``,
     ``<table>_failed_<expectation id>``, ``<table>_validation_errors`` and
     ``<table>_rows_unchecked`` (passed on as valid because the checker failed),
-    ``calls_live_rows_passed`` (live call rows are not checked: see ``ValidateRowsFn``),
     ``scorecard_answers_failed_<id>``, ``quarantine_rows_invalid``.
 
     Example::

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 A, C = "agent", "customer"
 # A Chinese mobile number read out in groups: caught whatever grouping or punctuation ASR
-# writes it with (a bare 10-digit North-American number would not be, by design). No zeros:
+# writes it with (a bare 10-digit North-American number only after a phone word). No zeros:
 # in the pipeline the embedded model heard espeak's "zero" as "Nero" in 3 of 4 runs.
 PHONE = "one three nine, one two three four, five six seven eight"
 SCRIPT = (

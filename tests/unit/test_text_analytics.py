@@ -58,6 +58,14 @@ UNIONPAY_19 = "6217001234567890122"
         ("my number is 415-555-0134.", f"my number is {PHONE}."),
         ("+1 (415) 555-0134", PHONE),
         ("London +44 20 7946 0958", f"London {PHONE}"),
+        ("ASR wrote 415.555.0134", f"ASR wrote {PHONE}"),
+        # a bare 10-digit number after a phone word (not after an identifier word)
+        ("My new number is 4155550134.", f"My new number is {PHONE}."),
+        (
+            "the account linked to my phone is 4155550134",
+            f"the account linked to my phone is {PHONE}",
+        ),
+        ("请拨打电话 4155550134", f"请拨打电话 {PHONE}"),
         # resident IDs: X check character (either case), grouped, legacy 15 digits
         (f"身份证号{ID_X}", f"身份证号{CN_ID}"),
         ("身份证 110105 19491231 002x 谢谢", f"身份证 {CN_ID} 谢谢"),
@@ -110,6 +118,11 @@ def test_redact_is_idempotent() -> None:
         "我一一核对了一下，第一二三期都交了",
         "订单号20240315000123",  # Luhn-valid by chance, but no card issuer starts with 20
         "4155550134",  # a bare 10-digit number is an order number, not a phone, here
+        "my order number is 4155550134",  # "number", but an order's
+        "订单号码是4155550134",
+        "call me about order 4155550134",  # the identifier word comes after the phone word
+        "your phone? OK. Order 4155550134",  # the phone word is in the sentence before
+        "It is 4155550134",
         "1 2 3 4 5",
         "",
     ],
@@ -160,6 +173,8 @@ def test_redact_all_keeps_order_and_sums_counts() -> None:
         ("我想查询一下我的order状态", ["查询", "order", "状态"]),
         ("我的手机是[PHONE]，订单12345，一三八", ["手机", "订单"]),
         ("嗯，呃，um, uh, okay。。。", []),
+        ("我帮您看看，有什么可以帮您", []),  # courtesy, not a topic
+        ("Good morning, thank you for calling, have a nice weekend", ["weekend"]),
         ("", []),
     ],
 )
@@ -223,6 +238,49 @@ def test_sentiment_labels_call_centre_sentences(text: str, label: str) -> None:
     score = sentiment(text)
     assert score is not None and -1.0 <= score <= 1.0
     assert sentiment_label(score) == label
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我已经打了三次电话了，还是没人处理",
+        "你们到底什么时候给我解决",  # 解决 in the question is no praise
+        "凭什么扣我的钱",
+        "怎么又扣费了",
+        "我等了一个星期了还没到货",
+        "说了多少遍了",
+        "上次也是这么说的",
+        "根本没人管",
+        "I have called three times and nobody has fixed it",
+        "This is the third time I am calling about this",
+        "I still haven't received my refund",
+        "Nobody ever calls me back",
+        "I've been waiting for two weeks",
+        "You said that last time",
+    ],
+)
+def test_complaints_without_sentiment_words_are_negative(text: str) -> None:
+    assert sentiment_label(sentiment(text)) == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "您的订单还没发货，预计明天到",  # "not yet" from the agent is no complaint
+        "对不对",
+        "我一直很满意",
+        "Can you fix it today?",
+        "I called yesterday and it works now, thanks",
+    ],
+)
+def test_complaint_cues_leave_other_sentences_alone(text: str) -> None:
+    assert sentiment_label(sentiment(text)) != "negative"
+
+
+def test_a_complaint_cue_keeps_the_negation_after_it() -> None:
+    # "一直" is the cue, "没有解决" still flips 解决: stronger than either alone
+    both = sentiment("这个问题一直没有解决")
+    assert both is not None and both < min(sentiment("这个问题还没有解决") or 0, -0.3)
 
 
 def test_neutral_chinese_request_scores_zero() -> None:

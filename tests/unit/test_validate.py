@@ -50,8 +50,12 @@ def test_good_calls_stay_and_bad_calls_are_quarantined_with_their_acks(
         CALL._replace(call_id="c-3", chunk_count=0, metrics=METRICS._replace(mean_confidence=0.5)),
         (ACK_SPLIT,),
     )
+    # live rows are checked too: a dashboard reads them
+    broken_live = RowWithAck(
+        live.row._replace(call_id="c-4", metrics=METRICS._replace(agent_talk_ratio=1.5)), ()
+    )
     p = beam.Pipeline(runner=FnApiRunner())
-    out = p | beam.Create([good, live, unfinished, broken]) | ValidateRows(CALLS)
+    out = p | beam.Create([good, live, unfinished, broken, broken_live]) | ValidateRows(CALLS)
     assert_that(out.valid, equal_to([good, live]), label="valid")
     assert_that(
         out.quarantine | beam.Map(lambda q: (q.row.row_key, q.row.failed_expectations, q.acks)),
@@ -68,28 +72,29 @@ def test_good_calls_stay_and_bad_calls_are_quarantined_with_their_acks(
                     ("chunk_count_positive", "mean_confidence_nonpositive"),
                     (ACK_SPLIT,),
                 ),
+                (f"c-4.v0.live.o{CALL.last_offset}", ("talk_ratio_range",), ()),
             ]
         ),
         label="quarantine",
     )
     assert_that(
         out.quarantine | beam.Map(lambda q: (q.row.table, q.row.event_time_ms)),
-        equal_to([("calls", T0), ("calls", T0)]),
+        equal_to([("calls", T0)] * 3),
         label="quarantine_meta",
     )
     result = p.run()
     result.wait_until_finish()
     assert counters(result) == {
-        "calls_rows_valid": 1,
-        "calls_live_rows_passed": 1,  # live rows are not checked (superseded by the final)
-        "calls_rows_quarantined": 2,
+        "calls_rows_valid": 2,
+        "calls_rows_quarantined": 3,
         "calls_failed_final_version_positive": 1,
         "scorecard_answers_failed_version_positive": 1,
         "calls_failed_chunk_count_positive": 1,
         "calls_failed_mean_confidence_nonpositive": 1,
+        "calls_failed_talk_ratio_range": 1,
     }
     batches = distributions(result)["calls_batch_rows"]
-    assert batches.sum == 3  # the live row is passed on unchecked
+    assert batches.sum == 5
     assert "Calculating Metrics" not in capfd.readouterr().err  # GX progress bars are off
 
 
