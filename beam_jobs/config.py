@@ -107,7 +107,7 @@ class StreamingJobOptions(PipelineOptions):
             "standard; shorter is faster on short utterances)",
         )
         g.add_argument("--asr_max_batch_size", type=int, default=8)
-        g.add_argument("--asr_max_batch_duration_s", type=float, default=0.1)
+        g.add_argument("--asr_max_batch_duration_s", type=float, default=0.0)
         g.add_argument(
             "--asr_large_model",
             action="store_true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -75,14 +76,29 @@ def dead_letters(root: str | Path) -> list[dict[str, Any]]:
 
 
 def wait_for_final_calls(
-    root: str | Path, call_ids: Iterable[str], timeout_s: float, poll_s: float = 0.5
+    root: str | Path,
+    call_ids: Iterable[str],
+    timeout_s: float,
+    poll_s: float = 0.5,
+    settle_s: float = 0.0,
 ) -> dict[str, dict[str, Any]]:
-    """Poll until every call in ``call_ids`` has a final row (or the timeout passes)."""
+    """Poll until every call in ``call_ids`` has a final row (or the timeout passes); the latest
+    version of each. ``settle_s`` > 0: then until no call got a newer version for that long
+    (what a consumer keeping the highest version ends up with after late data)."""
     wanted = set(call_ids)
     deadline = time.monotonic() + timeout_s
+    seen: dict[str, int] = {}
+    settled_at = math.inf
     while True:
         rows = {r["call_id"]: r for r in final_calls(root)}
-        if wanted <= rows.keys() or time.monotonic() > deadline:
+        versions = {c: r["version"] for c, r in rows.items()}
+        now = time.monotonic()
+        if wanted <= rows.keys():
+            if versions != seen:
+                seen, settled_at = versions, now + settle_s
+            if now >= settled_at:
+                return rows
+        if now > deadline:
             return rows
         time.sleep(poll_s)
 

@@ -30,6 +30,7 @@ corrected version, like a late chunk.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ from transforms.qa_metrics import QaOptions, call_metrics
 STAGE: Final = "aggregate"
 DEAD_LETTER_TAG: Final = "dead_letter"
 _NS: Final = "callqa.aggregate"
+_LOG = logging.getLogger(__name__)
 
 OPEN: Final = "open"
 CLOSED: Final = "closed"
@@ -336,6 +338,15 @@ class AggregateCallFn(beam.DoFn):
         else:
             self.rows_corrected.inc()
         row = self._row(meta, state, version, True, reason)
+        if row.metrics is not None and not row.metrics.transcripts_complete:
+            markers = list(state.done.read())
+            _LOG.warning(
+                "call %s: final row v%d (%s) without all transcripts: %d of %d in, %d failed;"
+                " segmented to %s",
+                meta.info.call_id, version, reason, row.metrics.utterance_count,
+                _expected(markers), _failures(markers),
+                {d.channel: d.end_ms for d in markers if d.utterances >= 0},
+            )  # fmt: skip
         yield RowWithAck(row)
         for dl in sequence_dead_letters(meta.info, summary, STAGE):
             # Gaps are reported once, as seen at the first final row; every duplicate is

@@ -81,9 +81,13 @@ class AsrOptions:
     domain_terms: tuple[str, ...] = ()  # bias recognition (Whisper prompt, Qwen3-ASR context)
     max_new_tokens: int = 256  # transformers: cap per utterance
     max_batch_size: int = 8
-    # A streaming batch waits at most this long for more utterances (stateful batching per
-    # length bucket); 0: batches form within a bundle only.
-    max_batch_duration_s: float = 0.1
+    # > 0: a streaming batch waits at most this long for more utterances (Beam's stateful
+    # BatchElements, one queue per length bucket). 0 (the default): batches form within a
+    # bundle, with no state or timer. On Prism 2.77 under CPU load the stateful path re-emitted
+    # a flushed batch and lost an utterance for good (likely apache/beam#35771, split
+    # timer-callback bundles): in test_qa_call 6 utterances were transcribed 3 times and one
+    # never, in 3 of 17 runs; at 0, latency is the same (README, latency table).
+    max_batch_duration_s: float = 0.0
     bucket_max_ratio: float = 1.5  # transformers: longest/shortest utterance per padded batch
     # RunInference batch queues by utterance length; () picks per backend (faster-whisper:
     # the lengths that share its minimum window go together).

@@ -6,10 +6,12 @@ Margins: gap 5 s, transcript timeout 20 s (event time), allowed lateness 60 s.""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 import apache_beam as beam
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not a pytest class
 from apache_beam.testing.util import assert_that, equal_to
@@ -205,7 +207,9 @@ def test_default_scorecard_scores_the_final_row() -> None:
     p.run().wait_until_finish()
 
 
-def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input() -> None:
+def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     p = beam.Pipeline(runner=FnApiRunner())
@@ -223,7 +227,12 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
             ]
         ),
     )
-    p.run().wait_until_finish()
+    with caplog.at_level(logging.WARNING, logger="transforms.aggregate"):
+        p.run().wait_until_finish()
+    # the user is told which call went out short, and by how much
+    assert f"call {CALL}: final row v1 (end_of_call) without all transcripts: 1 of 2 in" in (
+        caplog.text
+    )
 
 
 def test_expiry_waits_one_more_timeout_for_missing_transcripts(runner_clock: None) -> None:
