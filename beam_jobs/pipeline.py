@@ -7,7 +7,7 @@ With --asr:
 AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─AnalyzeTranscripts (PII, sentiment)
   ─ValidateTranscripts─► WriteTranscripts─► transcripts/ ─(durable)─► AggregateCalls (per call)
            │                └─PublishTranscripts─► Kafka transcripts topic
-           └─ SegmentationDone (utterances per channel) ─► AggregateCalls
+           └─ SegmentationDone (each flush's utterances) ─► AggregateCalls
 every stage's failures ─► DeadLetter ─Flatten─► ValidateDeadLetters ─► dead_letters/ Parquet
 rows failing their table's expectations ─► QuarantinedRow ─ValidateQuarantine─WriteQuarantine─►
   quarantine/ (a call row is checked with its scorecard answers; quarantine records that fail

@@ -177,16 +177,22 @@ class Transcript(NamedTuple):
 
 
 class SegmentationDone(NamedTuple):
-    """``SegmentSpeech`` finished a (call, channel) stretch: it emitted ``utterances`` utterances.
+    """``SegmentSpeech`` finished a (call, channel) stretch: the utterances it emitted, by start.
 
     Emitted when a channel is flushed (end of call, or the watermark passing its flush gap).
-    The per-call aggregation knows a channel's transcripts are complete when it has received
-    as many transcripts (or ASR failures) for it as its markers announce."""
+    The per-call aggregation knows a channel's transcripts are complete when every announced
+    utterance has its transcript (or ASR failure). Announcing starts, not a count, keeps that
+    right when a runner delivers a marker twice or re-fires a flush over the same utterances
+    (Prism 2.77 under load did both)."""
 
     call_id: str
     channel: str
-    utterances: int
+    starts_ms: tuple[int, ...]  # start_ms of each utterance emitted for this stretch
     end_ms: int  # event time just after the channel's last flushed audio
+
+    @property
+    def utterances(self) -> int:
+        return len(self.starts_ms)
 
 
 class SentimentQuarters(NamedTuple):

@@ -245,7 +245,7 @@ class AggregateCallFn(beam.DoFn):
         elif isinstance(item, SegmentationDone):
             state.done.add(item)
         else:  # a DeadLetter of the transcript path: that utterance will not come
-            state.done.add(_failure_marker(item))
+            state.done.add(_Failed(int(item.event_time_ms or 0)))
         if meta is None:
             # The call's chunks have not arrived yet (bounded runs), or the call was forgotten
             # (tombstone gone): clean up, with dead letters, if no chunk comes.
@@ -266,18 +266,15 @@ class AggregateCallFn(beam.DoFn):
         """Every channel with audio is segmented and every announced utterance is in."""
         if not self._cfg.await_transcripts:
             return True
-        markers = list(state.done.read())
+        done = list(state.done.read())
         audio_end: dict[str, int] = {}
         for f in state.facts.read():
             audio_end[f.channel] = max(audio_end.get(f.channel, 0), fact_end_ms(f))
-        segmented_to: dict[str, int] = {}
-        for d in markers:
-            segmented_to[d.channel] = max(segmented_to.get(d.channel, 0), d.end_ms)
+        segmented_to = _segmented_to(done)
         # Every channel segmented up to its last audio: no utterance is still unannounced.
         if any(segmented_to.get(ch, -1) < end for ch, end in audio_end.items()):
             return False
-        received = len(_distinct(state.transcripts.read()))
-        return received + _failures(markers) >= _expected(markers)
+        return _coverage(done, state.transcripts.read()).missing == 0
 
     def _close(self, meta: CallMeta, state: _State, reason: str) -> Generator[Any, None, CallMeta]:
         """The call reached its end: final now, or once its transcripts are in."""
@@ -308,15 +305,15 @@ class AggregateCallFn(beam.DoFn):
         summary = summarize(state.facts.read())
         metrics = scorecard = None
         if self._cfg.await_transcripts:
-            markers = list(state.done.read())
             transcripts = _distinct(state.transcripts.read())
+            cov = _coverage(list(state.done.read()), transcripts)
             metrics = call_metrics(
                 transcripts,
                 summary.start_ms,
                 summary.end_ms,
                 self._cfg.qa,
-                expected_utterances=_expected(markers) if final else None,
-                transcript_failures=_failures(markers),
+                expected_utterances=cov.announced if final else None,
+                transcript_failures=cov.failed,
             )
             if not final:  # a live row is complete only in what it has seen so far
                 metrics = metrics._replace(transcripts_complete=False)
@@ -339,13 +336,13 @@ class AggregateCallFn(beam.DoFn):
             self.rows_corrected.inc()
         row = self._row(meta, state, version, True, reason)
         if row.metrics is not None and not row.metrics.transcripts_complete:
-            markers = list(state.done.read())
+            done = list(state.done.read())
+            cov = _coverage(done, _distinct(state.transcripts.read()))
             _LOG.warning(
                 "call %s: final row v%d (%s) without all transcripts: %d of %d in, %d failed;"
                 " segmented to %s",
-                meta.info.call_id, version, reason, row.metrics.utterance_count,
-                _expected(markers), _failures(markers),
-                {d.channel: d.end_ms for d in markers if d.utterances >= 0},
+                meta.info.call_id, version, reason, cov.received, cov.announced, cov.failed,
+                _segmented_to(done),
             )  # fmt: skip
         yield RowWithAck(row)
         for dl in sequence_dead_letters(meta.info, summary, STAGE):
@@ -494,17 +491,45 @@ def _distinct(transcripts: Any) -> list[Transcript]:
     return [by_key[k] for k in sorted(by_key)]
 
 
-def _expected(markers: list[SegmentationDone]) -> int:
-    return sum(d.utterances for d in markers if d.utterances > 0)
+class _Failed(NamedTuple):
+    """An utterance that will have no transcript (ASR failed, or its transcript was
+    quarantined), kept in the ``done`` bag beside the markers. Its dead letter names the call
+    and the utterance's start, not the channel."""
+
+    start_ms: int
 
 
-def _failure_marker(dl: DeadLetter) -> SegmentationDone:
-    """A failed utterance, kept with the markers as ``utterances = -1`` (one per failure)."""
-    return SegmentationDone(dl.call_id or "", "", -1, dl.event_time_ms or 0)
+class _Coverage(NamedTuple):
+    """How far a call's transcripts cover what segmentation announced, by utterance (channel,
+    start): a marker delivered twice, or a flush re-fired over the same utterances, counts
+    them once."""
+
+    announced: int  # utterances announced or received
+    received: int  # distinct transcripts
+    failed: int  # announced utterances without a transcript whose start has a failure
+
+    @property
+    def missing(self) -> int:
+        return self.announced - self.received - self.failed
 
 
-def _failures(markers: list[SegmentationDone]) -> int:
-    return sum(1 for d in markers if d.utterances < 0)
+def _coverage(done: list[Any], transcripts: Any) -> _Coverage:
+    failed_starts = {d.start_ms for d in done if isinstance(d, _Failed)}
+    announced = {
+        (d.channel, start) for d in done if isinstance(d, SegmentationDone) for start in d.starts_ms
+    }
+    received = {(t.channel, t.start_ms) for t in transcripts}
+    failed = sum(1 for _, start in announced - received if start in failed_starts)
+    return _Coverage(len(announced | received), len(received), failed)
+
+
+def _segmented_to(done: list[Any]) -> dict[str, int]:
+    """Per channel, the end of the audio segmentation has flushed."""
+    out: dict[str, int] = {}
+    for d in done:
+        if isinstance(d, SegmentationDone):
+            out[d.channel] = max(out.get(d.channel, 0), d.end_ms)
+    return out
 
 
 def _event_ms(item: Any) -> int:

@@ -144,7 +144,7 @@ class _Buffer(NamedTuple):
     end_ms: int  # event time just after the latest buffered chunk
     vad_at_ms: int  # end_ms when the VAD last ran
     language_hint: str | None
-    emitted: int = 0  # utterances emitted so far for this (call, channel)
+    emitted: tuple[int, ...] = ()  # start_ms of the utterances emitted so far
     marker_ms: int | None = None  # end of the call's end-of-call marker, once it was seen
 
 
@@ -192,7 +192,7 @@ class SegmentSpeechFn(beam.DoFn):
         buf = buf._replace(end_ms=max(buf.end_ms, end_ms))
         if chunk.end_of_call:
             buf = buf._replace(marker_ms=max(buf.marker_ms or end_ms, end_ms))
-        if self._opts.segment_at_watermark or buf.emitted == 0:
+        if self._opts.segment_at_watermark or not buf.emitted:
             # Nothing emitted yet: a chunk may come before the first one seen (or before a
             # copied marker that arrived first), and is laid out, not dropped as late.
             buf = buf._replace(start_ms=min(buf.start_ms, chunk.event_time_ms))
@@ -254,7 +254,7 @@ class SegmentSpeechFn(beam.DoFn):
             end_ms = buf.start_ms + 1000 * end // _RATE
             self.utterances.inc()
             self.speech_ms.update(end_ms - start_ms)
-            emitted += 1
+            emitted += (start_ms,)
             yield Utterance(
                 call_id, channel, start_ms, end_ms, _RATE, pcm.tobytes(), buf.language_hint
             )

@@ -40,8 +40,9 @@ def transcript(at_ms: int, text: str, channel: str = "agent") -> Transcript:
     )  # fmt: skip
 
 
-def done(utterances: int, channel: str = "agent") -> SegmentationDone:
-    return SegmentationDone(CALL, channel, utterances, BASE_MS + 200)
+def done(*starts_ms: int, channel: str = "agent") -> SegmentationDone:
+    """The marker announcing utterances that start at these offsets (ms after BASE_MS)."""
+    return SegmentationDone(CALL, channel, tuple(BASE_MS + s for s in starts_ms), BASE_MS + 200)
 
 
 def failure() -> DeadLetter:
@@ -94,7 +95,7 @@ def test_final_row_waits_for_the_announced_transcripts() -> None:
         BeamTestStream()
         .advance_watermark_to(wm(0))
         .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(2), done(0, "customer")))
+        .add_elements(at(200, done(0, 1_000), done(channel="customer")))
         .advance_watermark_to(wm(1_000))
         .add_elements(at(1_000, transcript(0, "hello")))
         .advance_watermark_to(wm(3_000))
@@ -110,12 +111,30 @@ def test_final_row_waits_for_the_announced_transcripts() -> None:
     )
 
 
+def test_a_marker_delivered_twice_or_a_refired_flush_counts_each_utterance_once() -> None:
+    # Prism 2.77 under load: the same marker twice, and a later one re-announcing utterance 0
+    stream = (
+        BeamTestStream()
+        .advance_watermark_to(wm(0))
+        .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
+        .add_elements(at(200, done(0, 1_000), done(0, 1_000), done(0)))
+        .add_elements(at(500, transcript(0, "hello"), transcript(1_000, "goodbye")))
+        .advance_watermark_to(wm(PAST_EXPIRY_MS))
+        .advance_watermark_to_infinity()
+    )
+    run_stream(
+        stream,
+        [(1, True, "end_of_call", 2, True, 0, False), (1, True, "end_of_call", 2, True, 0, True)],
+        [],
+    )
+
+
 def test_an_asr_failure_counts_towards_completeness() -> None:
     stream = (
         BeamTestStream()
         .advance_watermark_to(wm(0))
         .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(2)))
+        .add_elements(at(200, done(0, 50)))
         .add_elements(at(500, transcript(0, "hello"), failure()))
         .advance_watermark_to(wm(PAST_EXPIRY_MS))
         .advance_watermark_to_infinity()
@@ -134,7 +153,7 @@ def test_timeout_then_late_transcript_corrects_then_too_late_is_dead_lettered(
         BeamTestStream()
         .advance_watermark_to(wm(0))
         .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(2), transcript(0, "hello")))
+        .add_elements(at(200, done(0, 1_000), transcript(0, "hello")))
         # Event time alone never times a call out in streaming (a backlog races ahead of ASR).
         .advance_watermark_to(wm(30_000))
         .advance_processing_time(10)  # waiting: before the 20 s transcript timeout
@@ -164,7 +183,7 @@ def test_live_rows_carry_the_transcripts_so_far(runner_clock: None) -> None:
         .add_elements(at(100, transcript(0, "hello")))
         .advance_processing_time(11)  # one live row (interval 10 s)
         .add_elements(stamped(chunk(1, 100, end_of_call=True)))
-        .add_elements(at(300, done(1)))
+        .add_elements(at(300, done(0)))
         .advance_watermark_to(wm(PAST_EXPIRY_MS))
         .advance_watermark_to_infinity()
     )
@@ -188,7 +207,7 @@ def test_default_scorecard_scores_the_final_row() -> None:
         BeamTestStream()
         .advance_watermark_to(wm(0))
         .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(1), transcript(0, "Good morning, thank you for calling")))
+        .add_elements(at(200, done(0), transcript(0, "Good morning, thank you for calling")))
         .advance_watermark_to(wm(PAST_EXPIRY_MS))
         .advance_watermark_to_infinity()
     )
@@ -213,7 +232,7 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     p = beam.Pipeline(runner=FnApiRunner())
-    items = [chunk(0, 0), chunk(1, 100, end_of_call=True), done(2), transcript(0, "hello")]
+    items = [chunk(0, 0), chunk(1, 100, end_of_call=True), done(0, 1_000), transcript(0, "hello")]
     stamped_items = (
         p | beam.Create(items) | beam.Map(lambda i: TimestampedValue(i, BASE_MS / 1000.0 + 0.2))
     )
@@ -242,7 +261,7 @@ def test_expiry_waits_one_more_timeout_for_missing_transcripts(runner_clock: Non
         BeamTestStream()
         .advance_watermark_to(wm(0))
         .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(2), transcript(0, "hello")))
+        .add_elements(at(200, done(0, 1_000), transcript(0, "hello")))
         .advance_processing_time(25)  # transcript timeout: final v1 without the second one
         .advance_watermark_to(wm(PAST_EXPIRY_MS))  # expiry due, but a transcript is missing
         .add_elements(at(PAST_EXPIRY_MS, transcript(1_000, "goodbye")))  # still in time
