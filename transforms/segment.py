@@ -146,6 +146,8 @@ class _Buffer(NamedTuple):
     language_hint: str | None
     emitted: tuple[int, ...] = ()  # start_ms of the utterances emitted so far
     marker_ms: int | None = None  # end of the call's end-of-call marker, once it was seen
+    lost_to_ms: int = 0  # the watermark passed here: a hole before it is a lost chunk
+    hole_ms: int | None = None  # end of the first hole the last cut stopped at
 
 
 class SegmentSpeechFn(beam.DoFn):
@@ -158,12 +160,14 @@ class SegmentSpeechFn(beam.DoFn):
     CHUNKS = BagStateSpec("chunks", PickleCoder())  # (event_ms, 16 kHz float32 bytes)
     BUFFER = ReadModifyWriteStateSpec("buffer", PickleCoder())
     FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+    HOLE = TimerSpec("hole", TimeDomain.WATERMARK)  # the watermark passed a hole: it is lost
 
     def __init__(self, opts: SegmentOptions) -> None:
         self._opts = opts
         self.utterances = Metrics.counter(_NS, "utterances")
         self.vad_runs = Metrics.counter(_NS, "vad_runs")
         self.speech_ms = Metrics.distribution(_NS, "utterance_ms")
+        self.late_audio_ms = Metrics.counter(_NS, "late_audio_ms")
 
     def setup(self) -> None:
         if self._opts.vad_filter:
@@ -177,6 +181,7 @@ class SegmentSpeechFn(beam.DoFn):
         chunks: Any = beam.DoFn.StateParam(CHUNKS),
         buffer_state: Any = beam.DoFn.StateParam(BUFFER),
         flush: Any = beam.DoFn.TimerParam(FLUSH),
+        hole: Any = beam.DoFn.TimerParam(HOLE),
     ) -> Iterator[Any]:
         (call_id, channel), chunk = element
         buf: _Buffer | None = buffer_state.read()
@@ -200,6 +205,7 @@ class SegmentSpeechFn(beam.DoFn):
             pass  # everything is cut when the flush timer fires
         elif buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms or chunk.end_of_call:
             buf = yield from self._cut(call_id, channel, buf, chunks, final=False)
+            _set_hole_timer(hole, buf)
         buffer_state.write(buf)
         # The end of the call flushes the channel once the watermark passes the marker, not at
         # the marker: the runner may hand this key's last chunks over after it (Beam keeps no
@@ -227,6 +233,26 @@ class SegmentSpeechFn(beam.DoFn):
         buffer_state.clear()
         chunks.clear()
 
+    @on_timer(HOLE)
+    def on_hole(
+        self,
+        key: Any = beam.DoFn.KeyParam,
+        fire_ts: Any = beam.DoFn.TimestampParam,
+        chunks: Any = beam.DoFn.StateParam(CHUNKS),
+        buffer_state: Any = beam.DoFn.StateParam(BUFFER),
+        hole: Any = beam.DoFn.TimerParam(HOLE),
+    ) -> Iterator[Any]:
+        """Every chunk before the hole's end has been read: what is missing is lost, and the
+        VAD reads across it as silence."""
+        buf: _Buffer | None = buffer_state.read()
+        if buf is None:
+            return
+        call_id, channel = key
+        buf = buf._replace(lost_to_ms=max(buf.lost_to_ms, fire_ts.micros // 1000))
+        buf = yield from self._cut(call_id, channel, buf, chunks, final=False)
+        _set_hole_timer(hole, buf)
+        buffer_state.write(buf)
+
     def _cut(
         self, call_id: str, channel: str, buf: _Buffer, chunks: Any, final: bool
     ) -> Generator[Any, None, _Buffer]:
@@ -236,15 +262,17 @@ class SegmentSpeechFn(beam.DoFn):
             piece = np.frombuffer(raw, dtype=np.float32)
             at = _ms_to_samples(event_ms - buf.start_ms)
             if at < 0:  # before what was already cut: late audio, dropped from segmentation
+                self.late_audio_ms.inc(1000 * min(-at, len(piece)) // _RATE)
                 piece, at = piece[-at:], 0
             piece = piece[: max(0, len(audio) - at)]
             audio[at : at + len(piece)] = piece
             placed.append((at, piece))
         self.vad_runs.inc()
         # A hole is a chunk still on its way (Beam keeps no order), not silence: the VAD looks
-        # only up to the first hole until the audio reaches REORDER_WAIT_MS past it.
+        # only up to the first hole until the watermark passes it (the HOLE timer).
         runs = _runs(placed)
-        heard = len(audio) if final else _contiguous(runs, len(audio), buf.marker_ms is not None)
+        lost_to = _ms_to_samples(buf.lost_to_ms - buf.start_ms)
+        heard = len(audio) if final else _contiguous(runs, len(audio), lost_to)
         spans, keep_from = find_utterances(audio[:heard], self._opts, final)
         emitted = buf.emitted
         for start, end in spans:
@@ -271,12 +299,13 @@ class SegmentSpeechFn(beam.DoFn):
                     event_ms = buf.start_ms + 1000 * max(start, cut) // _RATE
                     at = _ms_to_samples(event_ms - buf.start_ms)
                     chunks.add((event_ms, audio[at:end].tobytes()))
-        return buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms, emitted=emitted)
-
-
-#: How long (ms of audio after it) a hole in a channel's audio is waited for before the VAD
-#: treats it as silence: a chunk that far behind is lost, not late.
-REORDER_WAIT_MS: Final = 5000
+        hole_ms = None
+        if heard < len(audio):  # the end of the hole the VAD stopped at
+            resume = next((a for a, _ in runs if a > heard), len(audio))
+            hole_ms = buf.start_ms - (-1000 * resume // _RATE)  # rounded up: lost_to covers it
+        return buf._replace(
+            start_ms=rest_ms, vad_at_ms=buf.end_ms, emitted=emitted, hole_ms=hole_ms
+        )
 
 
 _SLACK_SAMPLES: Final = _ms_to_samples(1)  # absorbs the rounding of chunk times to ms
@@ -294,17 +323,22 @@ def _runs(placed: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:
     return runs
 
 
-def _contiguous(runs: list[tuple[int, int]], total: int, ended: bool) -> int:
-    """Samples from the buffer's start up to its first hole that is not yet REORDER_WAIT_MS
-    old (``total`` when there is none); ``ended`` (the end-of-call marker is in): any hole,
-    the flush at the watermark will tell."""
-    wait = total + 1 if ended else _ms_to_samples(REORDER_WAIT_MS)
+def _contiguous(runs: list[tuple[int, int]], total: int, lost_to: int) -> int:
+    """Samples from the buffer's start up to its first hole that ends after ``lost_to`` (the
+    watermark: a hole before it will not fill, so it is read as silence); ``total`` when there
+    is none."""
     covered = 0
     for start, end in runs:
-        if start > covered + _SLACK_SAMPLES and total - covered < wait:
+        if start > covered + _SLACK_SAMPLES and start > lost_to + _SLACK_SAMPLES:
             return covered
         covered = max(covered, end)
     return total
+
+
+def _set_hole_timer(hole: Any, buf: _Buffer) -> None:
+    """Wake up when the watermark passes the hole the last cut stopped at."""
+    if buf.hole_ms is not None:
+        hole.set(Timestamp(micros=buf.hole_ms * 1000))
 
 
 def chunk_end_ms(chunk: AudioChunk) -> int:

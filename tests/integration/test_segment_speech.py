@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -158,3 +160,60 @@ def test_chunks_handed_over_after_the_end_of_call_marker_are_still_cut(tmp_path:
     segmented = p | stream | SegmentSpeech(SegmentOptions())
     assert_that(segmented.utterances, check)
     p.run().wait_until_finish()
+
+
+def _segment_and_check(stream: BeamTestStream, check: Callable[[list[Any]], None]) -> None:
+    """Run SegmentSpeech; ``check`` gets (start s, end s, output element time s) per utterance,
+    from T0, sorted."""
+
+    class Keep(beam.DoFn):
+        def process(self, u: Utterance, ts: Any = beam.DoFn.TimestampParam) -> Any:
+            yield ((u.start_ms - T0) / 1000, (u.end_ms - T0) / 1000, ts.micros / 1e6 - T0 / 1000)
+
+    p = beam.Pipeline(options=PipelineOptions(streaming=True))
+    out = p | stream | SegmentSpeech(SegmentOptions())
+    assert_that(out.utterances | beam.ParDo(Keep()), lambda rows: check(sorted(rows)))
+    p.run().wait_until_finish()
+
+
+def test_a_hole_waits_for_the_watermark_however_much_audio_comes_after_it(
+    tmp_path: Path,
+) -> None:
+    """A backlog: a chunk of phrase 1 comes after all the rest of the call's audio (17 s of
+    it), with the watermark held before it. The VAD waits at the hole (it is not silence until
+    the watermark passes it), so phrase 1 comes out whole once the chunk is in."""
+    samples, spans = speech(tmp_path)
+    chunks = chunks_of(samples)
+    k = int((spans[0][0] + spans[0][1]) / 2 * 10)  # a chunk in the middle of phrase 1
+    stream = BeamTestStream().advance_watermark_to(Timestamp(micros=T0 * 1000))
+    for c in chunks[:k] + chunks[k + 1 : -1] + [chunks[k], chunks[-1]]:
+        stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
+    stream = stream.advance_watermark_to_infinity()
+
+    def check(got: list[Any]) -> None:
+        assert len(got) == 2, got
+        for (start_s, end_s, _), (want_start, want_end) in zip(got, spans, strict=True):
+            assert abs(start_s - want_start) < 0.35 and abs(end_s - want_end) < 0.35, got
+
+    _segment_and_check(stream, check)
+
+
+def test_a_hole_the_watermark_passed_is_a_lost_chunk_read_as_silence(tmp_path: Path) -> None:
+    """A chunk of phrase 1 never comes; the watermark follows the others. Once it passes the
+    hole, phrase 1 is cut across it (100 ms of silence inside speech), before the call ends."""
+    samples, spans = speech(tmp_path)
+    chunks = chunks_of(samples)
+    k = int((spans[0][0] + spans[0][1]) / 2 * 10)
+    stream = BeamTestStream().advance_watermark_to(Timestamp(micros=T0 * 1000))
+    for c in chunks[:k] + chunks[k + 1 :]:
+        stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
+        stream = stream.advance_watermark_to(Timestamp(micros=(c.event_time_ms + 1) * 1000))
+    stream = stream.advance_watermark_to_infinity()
+
+    def check(got: list[Any]) -> None:
+        assert len(got) == 2, got
+        start_s, end_s, emitted_at_s = got[0]
+        assert abs(start_s - spans[0][0]) < 0.35 and abs(end_s - spans[0][1]) < 0.35, got
+        assert emitted_at_s < spans[1][0], got  # by the hole timer, not the end-of-call flush
+
+    _segment_and_check(stream, check)

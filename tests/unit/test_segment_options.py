@@ -60,23 +60,25 @@ def test_a_span_is_settled_once_the_vad_closed_it_and_padding_cannot_move(
     assert settled_margin_ms(opts) == margin_ms
 
 
-def test_the_vad_stops_at_a_hole_until_it_is_old_or_the_call_ended() -> None:
-    from transforms.segment import REORDER_WAIT_MS, _contiguous, _runs
+def test_the_vad_stops_at_a_hole_until_the_watermark_passes_it() -> None:
+    from transforms.segment import _contiguous, _runs
 
     def piece(ms: int) -> np.ndarray:
         return np.zeros(16 * ms, dtype=np.float32)
 
-    def contiguous(placed: list[tuple[int, np.ndarray]], total: int, ended: bool) -> int:
-        return _contiguous(_runs(placed), total, ended)
+    def contiguous(placed: list[tuple[int, np.ndarray]], total: int, lost_to: int) -> int:
+        return _contiguous(_runs(placed), total, lost_to)
 
     hole_at = [(0, piece(100)), (3200, piece(100))]  # 100..200 ms missing
-    assert contiguous(hole_at, 3200 + 1600, ended=False) == 1600
-    assert contiguous(hole_at, 3200 + 1600, ended=True) == 1600
-    old = 1600 + 16 * REORDER_WAIT_MS  # the hole is REORDER_WAIT_MS old: lost, not late
-    assert contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=False) == old
-    assert contiguous([(0, piece(100)), (old - 1600, piece(100))], old, ended=True) == 1600
-    assert contiguous([(1600, piece(100)), (0, piece(100))], 3200, ended=False) == 3200
-    assert contiguous([], 0, ended=True) == 0
+    assert contiguous(hole_at, 3200 + 1600, lost_to=0) == 1600  # a chunk on its way
+    assert contiguous(hole_at, 3200 + 1600, lost_to=1600) == 1600  # still before its end
+    assert contiguous(hole_at, 3200 + 1600, lost_to=3200) == 4800  # lost: read as silence
+    assert contiguous(hole_at, 3200 + 1600, lost_to=3200 - 10) == 4800  # ms rounding
+    # a backlog: however much audio lies past the hole, it waits for the watermark
+    far = [(0, piece(100)), (3200, piece(60_000))]
+    assert contiguous(far, 3200 + 16 * 60_000, lost_to=0) == 1600
+    assert contiguous([(1600, piece(100)), (0, piece(100))], 3200, lost_to=0) == 3200
+    assert contiguous([], 0, lost_to=0) == 0
 
 
 def test_touching_pieces_merge_into_runs_and_holes_stay_apart() -> None:
