@@ -63,6 +63,10 @@ class SegmentOptions:
     max_utterance_s: float = 30.0
     vad_step_ms: int = 250  # how often the VAD looks at new audio (latency vs CPU)
     flush_gap_s: float = 30.0
+    # A hole in a channel's audio is a lost chunk once the watermark is this far past it (then
+    # the VAD reads it as silence). Not 0: on Prism 2.77 under load the watermark ran seconds
+    # of event time ahead of chunks still on their way, and their speech was dropped.
+    hole_wait_s: float = 30.0
     # Bounded runs: batch runners may hand a key's chunks over in any order, so each channel is
     # cut once, whole, when the watermark passes its end (the streaming path cuts as it goes).
     segment_at_watermark: bool = False
@@ -75,6 +79,8 @@ class SegmentOptions:
             )
         if self.max_utterance_s <= 0 or self.vad_step_ms <= 0 or self.flush_gap_s <= 0:
             raise ValueError("max_utterance_s, vad_step_ms and flush_gap_s must be > 0")
+        if self.hole_wait_s < 0:
+            raise ValueError("hole_wait_s must be >= 0")
 
 
 def suppress_noise(samples: np.ndarray, level: str) -> np.ndarray:
@@ -205,7 +211,7 @@ class SegmentSpeechFn(beam.DoFn):
             pass  # everything is cut when the flush timer fires
         elif buf.end_ms - buf.vad_at_ms >= self._opts.vad_step_ms or chunk.end_of_call:
             buf = yield from self._cut(call_id, channel, buf, chunks, final=False)
-            _set_hole_timer(hole, buf)
+            self._set_hole_timer(hole, buf)
         buffer_state.write(buf)
         # The end of the call flushes the channel once the watermark passes the marker, not at
         # the marker: the runner may hand this key's last chunks over after it (Beam keeps no
@@ -242,16 +248,22 @@ class SegmentSpeechFn(beam.DoFn):
         buffer_state: Any = beam.DoFn.StateParam(BUFFER),
         hole: Any = beam.DoFn.TimerParam(HOLE),
     ) -> Iterator[Any]:
-        """Every chunk before the hole's end has been read: what is missing is lost, and the
-        VAD reads across it as silence."""
+        """The watermark is ``hole_wait_s`` past the hole's end: what is missing is lost, and
+        the VAD reads across it as silence."""
         buf: _Buffer | None = buffer_state.read()
         if buf is None:
             return
         call_id, channel = key
-        buf = buf._replace(lost_to_ms=max(buf.lost_to_ms, fire_ts.micros // 1000))
+        lost_to_ms = fire_ts.micros // 1000 - int(self._opts.hole_wait_s * 1000)
+        buf = buf._replace(lost_to_ms=max(buf.lost_to_ms, lost_to_ms))
         buf = yield from self._cut(call_id, channel, buf, chunks, final=False)
-        _set_hole_timer(hole, buf)
+        self._set_hole_timer(hole, buf)
         buffer_state.write(buf)
+
+    def _set_hole_timer(self, hole: Any, buf: _Buffer) -> None:
+        """Wake up when the watermark is ``hole_wait_s`` past the hole the last cut stopped at."""
+        if buf.hole_ms is not None:
+            hole.set(Timestamp(micros=(buf.hole_ms + int(self._opts.hole_wait_s * 1000)) * 1000))
 
     def _cut(
         self, call_id: str, channel: str, buf: _Buffer, chunks: Any, final: bool
@@ -333,12 +345,6 @@ def _contiguous(runs: list[tuple[int, int]], total: int, lost_to: int) -> int:
             return covered
         covered = max(covered, end)
     return total
-
-
-def _set_hole_timer(hole: Any, buf: _Buffer) -> None:
-    """Wake up when the watermark passes the hole the last cut stopped at."""
-    if buf.hole_ms is not None:
-        hole.set(Timestamp(micros=buf.hole_ms * 1000))
 
 
 def chunk_end_ms(chunk: AudioChunk) -> int:

@@ -162,7 +162,9 @@ def test_chunks_handed_over_after_the_end_of_call_marker_are_still_cut(tmp_path:
     p.run().wait_until_finish()
 
 
-def _segment_and_check(stream: BeamTestStream, check: Callable[[list[Any]], None]) -> None:
+def _segment_and_check(
+    stream: BeamTestStream, check: Callable[[list[Any]], None], opts: SegmentOptions
+) -> None:
     """Run SegmentSpeech; ``check`` gets (start s, end s, output element time s) per utterance,
     from T0, sorted."""
 
@@ -171,7 +173,7 @@ def _segment_and_check(stream: BeamTestStream, check: Callable[[list[Any]], None
             yield ((u.start_ms - T0) / 1000, (u.end_ms - T0) / 1000, ts.micros / 1e6 - T0 / 1000)
 
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
-    out = p | stream | SegmentSpeech(SegmentOptions())
+    out = p | stream | SegmentSpeech(opts)
     assert_that(out.utterances | beam.ParDo(Keep()), lambda rows: check(sorted(rows)))
     p.run().wait_until_finish()
 
@@ -195,12 +197,13 @@ def test_a_hole_waits_for_the_watermark_however_much_audio_comes_after_it(
         for (start_s, end_s, _), (want_start, want_end) in zip(got, spans, strict=True):
             assert abs(start_s - want_start) < 0.35 and abs(end_s - want_end) < 0.35, got
 
-    _segment_and_check(stream, check)
+    _segment_and_check(stream, check, SegmentOptions())
 
 
 def test_a_hole_the_watermark_passed_is_a_lost_chunk_read_as_silence(tmp_path: Path) -> None:
-    """A chunk of phrase 1 never comes; the watermark follows the others. Once it passes the
-    hole, phrase 1 is cut across it (100 ms of silence inside speech), before the call ends."""
+    """A chunk of phrase 1 never comes; the watermark follows the others. Once it is
+    ``hole_wait_s`` past the hole, phrase 1 is cut across it (100 ms of silence inside
+    speech), before the call ends."""
     samples, spans = speech(tmp_path)
     chunks = chunks_of(samples)
     k = int((spans[0][0] + spans[0][1]) / 2 * 10)
@@ -216,4 +219,4 @@ def test_a_hole_the_watermark_passed_is_a_lost_chunk_read_as_silence(tmp_path: P
         assert abs(start_s - spans[0][0]) < 0.35 and abs(end_s - spans[0][1]) < 0.35, got
         assert emitted_at_s < spans[1][0], got  # by the hole timer, not the end-of-call flush
 
-    _segment_and_check(stream, check)
+    _segment_and_check(stream, check, SegmentOptions(hole_wait_s=0.5))
