@@ -511,9 +511,11 @@ def _zh_valence(token: str, lexicon: dict[str, float]) -> float:
 def _zh_sentiment(text: str) -> tuple[float, int]:
     """VADER-scale score of a Han run and its number of word tokens."""
     lexicon = _zh_lexicon()
-    words = sum(1 for t in _han_tokens(text) if any(c.isalpha() for c in t))  # not punctuation
-    text, total = _complaint_cues(text, _COMPLAINT_CUES_ZH, "，")
     tokens = _han_tokens(text)
+    words = sum(1 for t in tokens if any(c.isalpha() for c in t))  # not punctuation, digits
+    rest, total = _complaint_cues(text, _COMPLAINT_CUES_ZH, "，")
+    if rest != text:  # a cue matched: the lexicon pass reads what is left
+        tokens = _han_tokens(rest)
     valences = [_zh_valence(t, lexicon) for t in tokens]
     for i, token in enumerate(tokens):
         follows = tokens[i + 1] if i + 1 < len(tokens) else "。"

@@ -163,14 +163,21 @@ def test_chunks_handed_over_after_the_end_of_call_marker_are_still_cut(tmp_path:
 
 
 def _segment_and_check(
-    stream: BeamTestStream, check: Callable[[list[Any]], None], opts: SegmentOptions
+    stream: BeamTestStream,
+    check: Callable[[list[Any]], None],
+    opts: SegmentOptions,
+    hole_ms: int,
 ) -> None:
-    """Run SegmentSpeech; ``check`` gets (start s, end s, output element time s) per utterance,
-    from T0, sorted."""
+    """Run SegmentSpeech; ``check`` gets, per utterance and from T0, (start s, end s, output
+    element time s, RMS of its audio in the 100 ms at ``hole_ms``, or None), sorted."""
 
     class Keep(beam.DoFn):
         def process(self, u: Utterance, ts: Any = beam.DoFn.TimestampParam) -> Any:
-            yield ((u.start_ms - T0) / 1000, (u.end_ms - T0) / 1000, ts.micros / 1e6 - T0 / 1000)
+            at = (T0 + hole_ms - u.start_ms) * 16
+            pcm = np.frombuffer(u.pcm, dtype="<i2").astype(np.float32) / 32768.0
+            rms = float(np.sqrt(np.mean(pcm[at : at + 1600] ** 2))) if at >= 0 else None
+            times = ((u.start_ms - T0) / 1000, (u.end_ms - T0) / 1000)
+            yield (*times, ts.micros / 1e6 - T0 / 1000, rms if at < len(pcm) else None)
 
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
     out = p | stream | SegmentSpeech(opts)
@@ -192,12 +199,17 @@ def test_a_hole_waits_for_the_watermark_however_much_audio_comes_after_it(
         stream = stream.add_elements([TimestampedValue(c, c.event_time_ms / 1000)])
     stream = stream.advance_watermark_to_infinity()
 
+    hole_ms = chunks[k].event_time_ms - T0
+    want_rms = float(np.sqrt(np.mean(samples[hole_ms * 16 : hole_ms * 16 + 1600] ** 2)))
+
     def check(got: list[Any]) -> None:
         assert len(got) == 2, got
-        for (start_s, end_s, _), (want_start, want_end) in zip(got, spans, strict=True):
+        for (start_s, end_s, _, _), (want_start, want_end) in zip(got, spans, strict=True):
             assert abs(start_s - want_start) < 0.35 and abs(end_s - want_end) < 0.35, got
+        # the late chunk's speech is in phrase 1, not read as silence and dropped
+        assert got[0][3] == pytest.approx(want_rms, rel=0.05), (got, want_rms)
 
-    _segment_and_check(stream, check, SegmentOptions())
+    _segment_and_check(stream, check, SegmentOptions(), hole_ms)
 
 
 def test_a_hole_the_watermark_passed_is_a_lost_chunk_read_as_silence(tmp_path: Path) -> None:
@@ -215,8 +227,9 @@ def test_a_hole_the_watermark_passed_is_a_lost_chunk_read_as_silence(tmp_path: P
 
     def check(got: list[Any]) -> None:
         assert len(got) == 2, got
-        start_s, end_s, emitted_at_s = got[0]
+        start_s, end_s, emitted_at_s, hole_rms = got[0]
+        assert hole_rms == 0.0, got  # the lost chunk is read as silence
         assert abs(start_s - spans[0][0]) < 0.35 and abs(end_s - spans[0][1]) < 0.35, got
         assert emitted_at_s < spans[1][0], got  # by the hole timer, not the end-of-call flush
 
-    _segment_and_check(stream, check, SegmentOptions(hole_wait_s=0.5))
+    _segment_and_check(stream, check, SegmentOptions(hole_wait_s=0.5), chunks[k].event_time_ms - T0)
