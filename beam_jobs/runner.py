@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from beam_jobs.services import prism_binary
 
+#: Prism's switch for its dynamic bundle splits (all stages, not only splittable DoFns).
+NO_SPLITS_EXPERIMENT = "prism_disable_sdf_split"
+
 
 def runner_options(argv: list[str]) -> list[str]:
     """Add ``--runner=PrismRunner --prism_location=<binary>`` unless the caller chose otherwise.
@@ -25,4 +28,9 @@ def runner_options(argv: list[str]) -> list[str]:
         # pipeline came first (a DirectRunner delegating to Prism without a location, say).
         # A job of ours gets its own, started from its own binary.
         args.append("--experiments=disable_prism_server_singleton")
+        # Prism 2.77 splits a slow bundle of a stateful stage and reschedules the residual
+        # elements while the primary still runs their key: two bundles of one key at once,
+        # and the later one's state write wins. Measured on the segmentation stage under
+        # load: a chunk lost from its channel's buffer, a flush timer run twice. No splits.
+        args.append(f"--experiments={NO_SPLITS_EXPERIMENT}")
     return args

@@ -83,10 +83,10 @@ class AsrOptions:
     max_batch_size: int = 8
     # > 0: a streaming batch waits at most this long for more utterances (Beam's stateful
     # BatchElements, one queue per length bucket). 0 (the default): batches form within a
-    # bundle, with no state or timer. On Prism 2.77 under CPU load the stateful path re-emitted
-    # a flushed batch and lost an utterance for good (likely apache/beam#35771, split
-    # timer-callback bundles): in test_qa_call 6 utterances were transcribed 3 times and one
-    # never, in 3 of 17 runs; at 0, latency is the same (README, latency table).
+    # bundle, with no state or timer. On Prism 2.77 with its bundle splits on, the stateful
+    # path re-emitted a flushed batch and lost an utterance (6 utterances transcribed 3 times
+    # and one never, in 3 of 17 runs of test_qa_call; the job now runs Prism without splits,
+    # see beam_jobs/runner.py). At 0, latency is the same (README, latency table).
     max_batch_duration_s: float = 0.0
     bucket_max_ratio: float = 1.5  # transformers: longest/shortest utterance per padded batch
     # RunInference batch queues by utterance length; () picks per backend (faster-whisper:

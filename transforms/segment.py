@@ -64,8 +64,9 @@ class SegmentOptions:
     vad_step_ms: int = 250  # how often the VAD looks at new audio (latency vs CPU)
     flush_gap_s: float = 30.0
     # A hole in a channel's audio is a lost chunk once the watermark is this far past it (then
-    # the VAD reads it as silence). Not 0: on Prism 2.77 under load the watermark ran seconds
-    # of event time ahead of chunks still on their way, and their speech was dropped.
+    # the VAD reads it as silence): the lateness a chunk may have, behind the source's
+    # watermark, and still be cut with its neighbours. A chunk that never comes delays its
+    # channel's later utterances by this much event time.
     hole_wait_s: float = 30.0
     # Bounded runs: batch runners may hand a key's chunks over in any order, so each channel is
     # cut once, whole, when the watermark passes its end (the streaming path cuts as it goes).

@@ -61,9 +61,8 @@ def test_scripted_call_metrics_scorecard_and_redaction(
         events = call_events(call.audio, int(time.time() * 1000) - 120_000)
         send_events(producer, topic, events, realtime=False, progress=False)
         producer.close()
-        # The row a consumer keeps: the highest version. Under CPU load Prism 2.77 has let the
-        # watermark pass a call's last chunks (ENVIRONMENT.md); the job then corrects its
-        # final row (v2 with the late utterance) a few seconds later.
+        # The row a consumer keeps: the highest version, once no newer one comes (a late
+        # transcript would bring a v2 a few seconds after v1).
         rows = warehouse.wait_for_final_calls(out, ["qa-plan-1"], timeout_s=240, settle_s=10)
     row = rows["qa-plan-1"]
     print("version", row["version"], row["close_reason"])
