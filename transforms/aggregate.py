@@ -306,7 +306,8 @@ class AggregateCallFn(beam.DoFn):
         metrics = scorecard = None
         if self._cfg.await_transcripts:
             transcripts = _distinct(state.transcripts.read())
-            cov = _coverage(list(state.done.read()), transcripts)
+            done = list(state.done.read())
+            cov = _coverage(done, transcripts)
             metrics = call_metrics(
                 transcripts,
                 summary.start_ms,
@@ -317,6 +318,13 @@ class AggregateCallFn(beam.DoFn):
             )
             if not final:  # a live row is complete only in what it has seen so far
                 metrics = metrics._replace(transcripts_complete=False)
+            elif not metrics.transcripts_complete:
+                _LOG.warning(
+                    "call %s: final row v%d (%s) without all transcripts: %d of %d in, %d "
+                    "failed; segmented to %s",
+                    meta.info.call_id, version, reason, cov.received, cov.announced, cov.failed,
+                    _segmented_to(done),
+                )  # fmt: skip
             elif self._scorecard is not None:
                 from transforms.scorecard import score_call
 
@@ -335,15 +343,6 @@ class AggregateCallFn(beam.DoFn):
         else:
             self.rows_corrected.inc()
         row = self._row(meta, state, version, True, reason)
-        if row.metrics is not None and not row.metrics.transcripts_complete:
-            done = list(state.done.read())
-            cov = _coverage(done, _distinct(state.transcripts.read()))
-            _LOG.warning(
-                "call %s: final row v%d (%s) without all transcripts: %d of %d in, %d failed;"
-                " segmented to %s",
-                meta.info.call_id, version, reason, cov.received, cov.announced, cov.failed,
-                _segmented_to(done),
-            )  # fmt: skip
         yield RowWithAck(row)
         for dl in sequence_dead_letters(meta.info, summary, STAGE):
             # Gaps are reported once, as seen at the first final row; every duplicate is

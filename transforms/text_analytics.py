@@ -388,72 +388,73 @@ _N_ZH: Final = r"[两二三四五六七八九十几]|\d+|好几|无数|多少"
 # my refund"): phrase cues with a VADER-scale valence, matched on the text before the lexicon
 # pass (which then skips what they cover, so "什么时候给我解决" is not praise for 解决). The
 # repeated contact, the broken promise, the long wait, the unanswered request, the escalation.
-_COMPLAINT_CUES_ZH: Final = tuple(
-    (re.compile(pattern), valence)
-    for pattern, valence in (
-        (r"没人(?:处理|管|理|接|回复|回电|联系|负责|解决)", -2.0),
-        (r"(?:一直|始终|至今|到现在|还是|仍然|依然)(?:都|也|还)?(?=没|未|不)", -1.5),
-        (rf"(?:打|来|问|说|催|找|反映|投诉)了?(?:{_N_ZH})(?:次|遍|回)", -1.5),
-        (r"第[二三四五六七八九十几]次(?:打|来|问|说|催|找|反映)", -1.0),
-        (r"凭什么|说话不算数?|说了不算|给个说法|要个说法|怎么回事", -1.5),
-        # "到底什么时候给我解决": the question takes its clause, 解决 in it is no praise
-        (
-            r"怎么(?:又|还)|(?:到底|究竟)(?:什么时候|要|能不能|还要|怎么|是)[^，。！？；,.!?;]*",
-            -1.5,
-        ),
-        (r"又(?:扣|坏|出问题|断|错|收|乱)", -1.0),
-        (rf"等了(?:{_N_ZH}|一|半)?个?多?(?:小时|天|星期|周|月|礼拜)", -1.0),
-        (r"不想再等|(?<!对)不对(?![吗吧])|把钱退|退钱", -1.0),
-        (r"上次(?:也|就|都)?(?:是)?(?:这么|这样)说", -1.5),
-        (r"(?:找|叫|要)(?:你们)?(?:的)?(?:领导|经理|主管|负责人)|12315|消协|消费者协会", -1.5),
-    )
+_Cues = tuple[tuple[re.Pattern[str], float], ...]
+
+
+def _cue_table(flags: int, *cues: tuple[str, float]) -> _Cues:
+    return tuple((re.compile(pattern, flags), valence) for pattern, valence in cues)
+
+
+_COMPLAINT_CUES_ZH: Final = _cue_table(
+    0,
+    (r"没人(?:处理|管|理|接|回复|回电|联系|负责|解决)", -2.0),
+    (r"(?:一直|始终|至今|到现在|还是|仍然|依然)(?:都|也|还)?(?=没|未|不)", -1.5),
+    (rf"(?:打|来|问|说|催|找|反映|投诉)了?(?:{_N_ZH})(?:次|遍|回)", -1.5),
+    (r"第[二三四五六七八九十几]次(?:打|来|问|说|催|找|反映)", -1.0),
+    (r"凭什么|说话不算数?|说了不算|给个说法|要个说法|怎么回事", -1.5),
+    # "到底什么时候给我解决": the question takes its clause, 解决 in it is no praise
+    (
+        r"怎么(?:又|还)|(?:到底|究竟)(?:什么时候|要|能不能|还要|怎么|是)[^，。！？；,.!?;]*",
+        -1.5,
+    ),
+    (r"又(?:扣|坏|出问题|断|错|收|乱)", -1.0),
+    (rf"等了(?:{_N_ZH}|一|半)?个?多?(?:小时|天|星期|周|月|礼拜)", -1.0),
+    (r"不想再等|(?<!对)不对(?![吗吧])|把钱退|退钱", -1.0),
+    (r"上次(?:也|就|都)?(?:是)?(?:这么|这样)说", -1.5),
+    (r"(?:找|叫|要)(?:你们)?(?:的)?(?:领导|经理|主管|负责人)|12315|消协|消费者协会", -1.5),
 )
 _N_EN: Final = r"(?:two|three|four|five|six|several|many|multiple|\d+)"
-_COMPLAINT_CUES_EN: Final = tuple(
-    (re.compile(pattern, re.IGNORECASE), valence)
-    for pattern, valence in (
-        (
-            rf"\b(?:called|phoned|rang|asked|emailed|written|contacted)\b(?:\s+\w+){{0,3}}?"
-            rf"\s+{_N_EN}\s+times\b",
-            -1.5,
-        ),  # fmt: skip
-        (r"\b(?:the|my)\s+(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th))\s+time\b", -1.5),
-        (
-            r"\b(?:nobody|no\s+one)\b(?:\s+\w+){0,2}?\s+(?:called|calls|fixed|helped|responded|"
-            r"replied|answered|got|gets|cares|listens|bothered)\b",
-            -2.0,
-        ),
-        (
-            r"\bstill\s+(?:not|no|nothing|haven't|hasn't|didn't|don't|doesn't|isn't|aren't|"
-            r"can't|waiting)\b",
-            -1.5,
-        ),
-        (
-            rf"\bwaiting\s+(?:for\s+)?(?:over\s+|more\s+than\s+|almost\s+)?(?:an?|{_N_EN})\s+"
-            r"(?:hours?|days?|weeks?|months?)\b",
-            -1.0,
-        ),
-        (r"\bkeep\s+(?:getting|being|having)\b|\b(?:charged|billed)\s+(?:me\s+)?twice\b", -1.5),
-        (r"\b(?:cancel|close)\s+my\s+(?:account|subscription|service|contract)\b", -1.0),
-        (r"\b(?:want|need|demand)\s+(?:a|my)\s+(?:refund|money\s+back)\b", -1.0),
-        (r"\b(?:speak|talk)\s+to\s+(?:a|your|the)\s+(?:manager|supervisor)\b", -1.5),
-        (
-            r"\byou\s+(?:said|told\s+me|promised)\s+(?:that\s+|the\s+same\s+)?(?:last\s+time|"
-            r"before)\b",
-            -1.5,
-        ),
-        (
-            r"\bwhen\s+(?:are|will|is)\s+(?:you|it|this)\s+(?:going\s+to\s+|gonna\s+)?(?:be\s+)?"
-            r"(?:fix|sort|resolv|solv)\w*",
-            -1.0,
-        ),
-    )
+_COMPLAINT_CUES_EN: Final = _cue_table(
+    re.IGNORECASE,
+    (
+        rf"\b(?:called|phoned|rang|asked|emailed|written|contacted)\b(?:\s+\w+){{0,3}}?"
+        rf"\s+{_N_EN}\s+times\b",
+        -1.5,
+    ),  # fmt: skip
+    (r"\b(?:the|my)\s+(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th))\s+time\b", -1.5),
+    (
+        r"\b(?:nobody|no\s+one)\b(?:\s+\w+){0,2}?\s+(?:called|calls|fixed|helped|responded|"
+        r"replied|answered|got|gets|cares|listens|bothered)\b",
+        -2.0,
+    ),
+    (
+        r"\bstill\s+(?:not|no|nothing|haven't|hasn't|didn't|don't|doesn't|isn't|aren't|"
+        r"can't|waiting)\b",
+        -1.5,
+    ),
+    (
+        rf"\bwaiting\s+(?:for\s+)?(?:over\s+|more\s+than\s+|almost\s+)?(?:an?|{_N_EN})\s+"
+        r"(?:hours?|days?|weeks?|months?)\b",
+        -1.0,
+    ),
+    (r"\bkeep\s+(?:getting|being|having)\b|\b(?:charged|billed)\s+(?:me\s+)?twice\b", -1.5),
+    (r"\b(?:cancel|close)\s+my\s+(?:account|subscription|service|contract)\b", -1.0),
+    (r"\b(?:want|need|demand)\s+(?:a|my)\s+(?:refund|money\s+back)\b", -1.0),
+    (r"\b(?:speak|talk)\s+to\s+(?:a|your|the)\s+(?:manager|supervisor)\b", -1.5),
+    (
+        r"\byou\s+(?:said|told\s+me|promised)\s+(?:that\s+|the\s+same\s+)?(?:last\s+time|"
+        r"before)\b",
+        -1.5,
+    ),
+    (
+        r"\bwhen\s+(?:are|will|is)\s+(?:you|it|this)\s+(?:going\s+to\s+|gonna\s+)?(?:be\s+)?"
+        r"(?:fix|sort|resolv|solv)\w*",
+        -1.0,
+    ),
 )
 
 
-def _complaint_cues(
-    run: str, cues: tuple[tuple[re.Pattern[str], float], ...], blank: str
-) -> tuple[str, float]:
+def _complaint_cues(run: str, cues: _Cues, blank: str) -> tuple[str, float]:
     """``run`` with every complaint cue replaced by ``blank`` (a clause break, so no modifier
     reaches across it), and the cues' summed valence."""
     total = 0.0
