@@ -28,6 +28,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.transforms.window import TimestampedValue
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
 from schemas.records import DeadLetter, Transcript, Utterance, Word
@@ -655,8 +656,21 @@ def transcribe_failures(failure: Any) -> Iterator[DeadLetter]:
         )
 
 
+def at_event_time(record: Transcript | DeadLetter) -> TimestampedValue:
+    """A transcript at its utterance's end, an ASR failure at its utterance's start.
+
+    RunInference's batching stamps every batch at the end of the global window: downstream,
+    such a transcript holds no watermark back, so a bounded run's end-of-input timer (which must
+    come after the last transcript) fired while the transcripts were still on their way, and
+    every call closed with none of them (issue 15)."""
+    if isinstance(record, Transcript):
+        return TimestampedValue(record, record.end_ms / 1000.0)
+    return TimestampedValue(record, (record.event_time_ms or 0) / 1000.0)
+
+
 class Transcribe(beam.PTransform):
-    """``PCollection[Utterance]`` → ``transcripts`` (Transcript) and ``dead_letter``.
+    """``PCollection[Utterance]`` → ``transcripts`` (Transcript) and ``dead_letter``, both
+    stamped with their utterance's event time again (``at_event_time``).
 
     RunInference batches utterances across calls (``max_batch_size``, and in streaming at most
     ``max_batch_duration_s`` of waiting) and loads the model once per worker process (once per
@@ -673,7 +687,9 @@ class Transcribe(beam.PTransform):
             utterances | "RunInference" >> RunInference(self._handler).with_exception_handling()
         )
         return {
-            "transcripts": main,
+            "transcripts": main
+            | "StampTranscripts" >> beam.Map(at_event_time).with_output_types(Transcript),
             "dead_letter": other.failed_inferences
-            | "ToDeadLetter" >> beam.FlatMap(transcribe_failures).with_output_types(DeadLetter),
+            | "ToDeadLetter" >> beam.FlatMap(transcribe_failures)
+            | "StampFailures" >> beam.Map(at_event_time).with_output_types(DeadLetter),
         }
