@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from beam_jobs.ceiling import batched_seconds
 from beam_jobs.demo_calls import demo_calls
 from beam_jobs.live import LiveFollower, latencies_s, percentile
 from beam_jobs.speech import ScriptedCall
@@ -102,14 +103,10 @@ def bench_asr(args: argparse.Namespace) -> int:
         list(handler.run_inference([u], model))
     direct_s = time.perf_counter() - t0
 
-    def batched(order: list[Utterance]) -> float:
-        t0 = time.perf_counter()
-        for i in range(0, len(order), args.batch_size):
-            list(handler.run_inference(order[i : i + args.batch_size], model))
-        return time.perf_counter() - t0
-
-    arrival_s = batched(utts)
-    batched_s = batched(sorted(utts, key=utterance_seconds))
+    arrival_s = batched_seconds(handler, model, utts, args.batch_size)
+    batched_s = batched_seconds(
+        handler, model, sorted(utts, key=utterance_seconds), args.batch_size
+    )
 
     one_s, _ = _stage_run(opts, utts[:1], prism=True)
     all_s, stage_batches = _stage_run(opts, utts[:1] + utts, prism=True)

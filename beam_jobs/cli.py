@@ -86,8 +86,7 @@ def _produce(args: argparse.Namespace) -> int:
 def _run(argv: Sequence[str]) -> int:
     from beam_jobs.pipeline import run
 
-    run(argv)
-    return 0
+    return run(argv)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -113,12 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from beam_jobs.batch import run_batch
 
         try:
-            n = run_batch(argv[1:])
+            return run_batch(argv[1:])
         except (RuntimeError, ValueError) as exc:
             print(f"callqa: error: {exc}", file=sys.stderr)
             return 2
-        print(f"callqa batch: {n} recordings processed")
-        return 0
     if argv and argv[0] == "report":
         from beam_jobs.report import report_main
 

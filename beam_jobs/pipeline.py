@@ -18,8 +18,10 @@ offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + gr
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -28,7 +30,7 @@ from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import runner_options
 from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
-from transforms.aggregate import AggregateCalls
+from transforms.aggregate import INCOMPLETE_COUNTER, AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
 from transforms.asr import Transcribe
 from transforms.audit import AuditLateness
@@ -171,10 +173,29 @@ def preflight(cfg: JobConfig) -> None:
             raise RuntimeError(f"cannot create {path}: {exc.strerror}") from exc
 
 
-def run(argv: Sequence[str]) -> None:
-    """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming)."""
+def run(argv: Sequence[str]) -> int:
+    """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming).
+    Returns the exit status: 1 when a bounded run wrote a final row without all its
+    transcripts (the log names the calls)."""
     p, cfg = make_pipeline(argv)
     preflight(cfg)
     _LOG.info("callqa job: %s → %s", cfg.source, cfg.output_dir)
     result = p.run()
     result.wait_until_finish()
+    incomplete = counter_total(result, INCOMPLETE_COUNTER)
+    if incomplete:
+        print(
+            f"callqa: error: {incomplete} final call rows lack transcripts (their calls are "
+            "named in the log above; the dead letters say why)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def counter_total(result: Any, name: str) -> int:
+    """A user counter's committed total over the job (0 when the runner reports none)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    counters = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    return int(sum(c.committed or 0 for c in counters))

@@ -309,3 +309,13 @@ class QuarantineWithAck(NamedTuple):
 
     row: QuarantinedRow
     acks: tuple[OffsetAck, ...] = ()
+
+
+class RecordingTask(NamedTuple):
+    """One file of a run: its index in the run (the partition in lineage columns), path and call id
+    (the stem); ``duplicate_of``: the earlier file of the run with the same call id."""
+
+    file_index: int
+    path: str
+    call_id: str
+    duplicate_of: str | None = None

@@ -74,6 +74,9 @@ DEAD_LETTER_TAG: Final = "dead_letter"
 _NS: Final = "callqa.aggregate"
 _LOG = logging.getLogger(__name__)
 
+#: Final rows emitted without all their transcripts: a bounded run that counts any failed.
+INCOMPLETE_COUNTER: Final = "calls_final_without_transcripts"
+
 OPEN: Final = "open"
 CLOSED: Final = "closed"
 EXPIRED: Final = "expired"
@@ -100,6 +103,10 @@ class AggregationConfig:
     qa: QaOptions = QaOptions()
     #: "default" (the packaged scorecard), "off", or a scorecard YAML path.
     scorecard: str = "default"
+    #: (call id, final versions already in the warehouse): a call processed again (the batch
+    #: job's ``--reprocess``, or a retry of a call whose row lacked transcripts) continues its
+    #: versions, so its new row supersedes the stored one instead of conflicting with it.
+    prior_versions: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.transcript_timeout_s <= 0:
@@ -147,7 +154,7 @@ class AggregateCallFn(beam.DoFn):
 
     Metrics: ``calls_opened``, ``calls_finalized``, ``rows_live``, ``rows_corrected``,
     ``chunks_late``, ``chunks_too_late``, ``transcripts_joined``, ``transcripts_late``,
-    ``transcripts_too_late``, ``calls_transcripts_timed_out``.
+    ``transcripts_too_late``, ``calls_transcripts_timed_out``, ``calls_final_without_transcripts``.
     """
 
     FACTS = BagStateSpec("facts", PickleCoder())
@@ -169,8 +176,10 @@ class AggregateCallFn(beam.DoFn):
         self.transcripts_late = Metrics.counter(_NS, "transcripts_late")
         self.transcripts_too_late = Metrics.counter(_NS, "transcripts_too_late")
         self.timed_out = Metrics.counter(_NS, "calls_transcripts_timed_out")
+        self.incomplete = Metrics.counter(_NS, INCOMPLETE_COUNTER)
 
     def setup(self) -> None:
+        self._prior_versions = dict(self._cfg.prior_versions)
         self._scorecard: Any = None
         if self._cfg.await_transcripts and self._cfg.scorecard != "off":
             from transforms.scorecard import default_scorecard, load_scorecard
@@ -214,7 +223,8 @@ class AggregateCallFn(beam.DoFn):
         facts.add(fact)
         if meta is None:
             self.calls_opened.inc()
-            meta = CallMeta(OPEN, call_info(chunk), fact_end_ms(fact), 0, False, "")
+            prior = self._prior_versions.get(chunk.call_id, 0)
+            meta = CallMeta(OPEN, call_info(chunk), fact_end_ms(fact), prior, False, "")
             if self._cfg.live_interval_s > 0:
                 wall_timer.set(Timestamp.now() + Duration(seconds=self._cfg.live_interval_s))
         if meta.status == OPEN:
@@ -319,6 +329,7 @@ class AggregateCallFn(beam.DoFn):
             if not final:  # a live row is complete only in what it has seen so far
                 metrics = metrics._replace(transcripts_complete=False)
             elif not metrics.transcripts_complete:
+                self.incomplete.inc()
                 _LOG.warning(
                     "call %s: final row v%d (%s) without all transcripts: %d of %d in, %d "
                     "failed; segmented to %s",
@@ -338,7 +349,8 @@ class AggregateCallFn(beam.DoFn):
     ) -> Generator[Any, None, CallMeta]:
         summary = summarize(state.facts.read())
         version = meta.versions + 1
-        if version == 1:
+        first = meta.last_row is None  # this run's first final row (prior versions: not v1)
+        if first:
             self.calls_finalized.inc()
         else:
             self.rows_corrected.inc()
@@ -347,7 +359,7 @@ class AggregateCallFn(beam.DoFn):
         for dl in sequence_dead_letters(meta.info, summary, STAGE):
             # Gaps are reported once, as seen at the first final row; every duplicate is
             # reported (a letter per offset, so re-reporting one rewrites the same file).
-            if version == 1 or dl.reason == "duplicate_seq":
+            if first or dl.reason == "duplicate_seq":
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
         end_ms = max(meta.max_end_ms, summary.end_ms)
         state.event_timer.set(_ts(end_ms + self._lateness_ms()))

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -22,7 +22,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from schemas import audio
 from schemas.events import AudioChunkEvent
-from schemas.records import DeadLetter, KafkaRecord
+from schemas.records import DeadLetter, KafkaRecord, RecordingTask
 
 
 @dataclass(frozen=True)
@@ -184,10 +184,51 @@ class RecordingsConfig:
 
     chunk_ms: int = audio.DEFAULT_CHUNK_MS
     source_label: str = "recordings"  # stands in for the Kafka topic in lineage columns
+    #: Longer recordings are dead-lettered (``recording_too_long``): a whole recording is held
+    #: in one worker's memory (about 1 GB an hour of stereo float samples as it is cut).
+    max_recording_s: float = 4 * 3600.0
 
     def __post_init__(self) -> None:
         if not 10 <= self.chunk_ms <= audio.MAX_CHUNK_MS:
             raise ValueError(f"chunk_ms must be within [10, {audio.MAX_CHUNK_MS}]")
+        if self.max_recording_s <= 0:
+            raise ValueError("max_recording_s must be > 0")
+
+
+class RecordingInfo(NamedTuple):
+    """What a recording's header says, read without decoding its audio."""
+
+    duration_s: float
+    channels: int
+    sample_rate_hz: int
+
+
+def probe_recording(path: str) -> RecordingInfo:
+    """The header of a wav/flac/mp3 file; raises what libsndfile raises for anything else."""
+    import soundfile as sf
+
+    info = sf.info(path)
+    return RecordingInfo(float(info.duration), int(info.channels), int(info.samplerate))
+
+
+def recording_problem(
+    info: RecordingInfo | Exception, cfg: RecordingsConfig
+) -> tuple[str, str] | None:
+    """Why a recording cannot be processed, as (dead-letter reason, message), or None."""
+    if isinstance(info, Exception):
+        return "unreadable_audio", f"not audio libsndfile reads ({type(info).__name__}: {info})"
+    if info.channels not in (1, 2):
+        return "unsupported_audio", (
+            f"{info.channels} channels; mono (one mixed channel) or stereo (agent left, "
+            "customer right) expected"
+        )
+    if info.duration_s <= 0:
+        return "empty_recording", "no samples"
+    if info.duration_s > cfg.max_recording_s:
+        return "recording_too_long", (
+            f"{info.duration_s:.0f} s is over --max_recording_s={cfg.max_recording_s:.0f}"
+        )
+    return None
 
 
 def recording_records(
@@ -212,54 +253,87 @@ def recording_records(
 
 
 class ReadRecordingFn(beam.DoFn):
-    """``(index, path)`` → ``KafkaRecord`` per chunk (event-time stamped); an unreadable file
-    → one ``dead_letter``. Metrics: ``recordings_read``, ``recordings_dead_lettered``."""
+    """``RecordingTask`` → ``KafkaRecord`` per chunk (event-time stamped); a file that cannot be
+    processed (``recording_problem``, or a call id another file of the run already has) → one
+    ``dead_letter``. Metrics: ``recordings_read``, ``recordings_dead_lettered``."""
 
     def __init__(self, cfg: RecordingsConfig) -> None:
         self._cfg = cfg
         self.read = Metrics.counter("callqa.recordings", "recordings_read")
         self.failed = Metrics.counter("callqa.recordings", "recordings_dead_lettered")
 
-    def process(self, element: tuple[int, str]) -> Iterator[Any]:
-        index, path = element
-        try:
-            records = list(recording_records(path, index, self._cfg))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop a backfill
+    def process(self, task: RecordingTask) -> Iterator[Any]:
+        problem: tuple[str, str] | None = None
+        records: list[tuple[KafkaRecord, int]] = []
+        error_type = "invalid_recording"
+        if task.duplicate_of is not None:
+            problem = ("duplicate_call_id", f"call id {task.call_id!r} is {task.duplicate_of}'s")
+        else:
+            try:
+                info: RecordingInfo | Exception = probe_recording(task.path)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop a backfill
+                info = exc
+            problem = recording_problem(info, self._cfg)
+            if isinstance(info, Exception):
+                error_type = type(info).__name__
+            if problem is None:
+                try:
+                    records = list(recording_records(task.path, task.file_index, self._cfg))
+                except Exception as exc:  # noqa: BLE001 - a header can be fine, the data not
+                    problem, error_type = ("unreadable_audio", str(exc)), type(exc).__name__
+        if problem is not None:
             self.failed.inc()
-            size = os.path.getsize(path) if os.path.exists(path) else None
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER_TAG,
-                DeadLetter(
-                    stage=READ_STAGE,
-                    reason="unreadable_audio",
-                    error_type=type(exc).__name__,
-                    message=f"{path}: {exc}",
-                    topic=self._cfg.source_label,
-                    partition=index,
-                    offset=None,
-                    call_id=Path(path).stem,
-                    event_time_ms=None,
-                    payload_size_bytes=size,
-                ),
+                DEAD_LETTER_TAG, self._dead_letter(task, *problem, error_type)
             )
             return
         self.read.inc()
         for record, event_ms in records:
             yield TimestampedValue(record, event_ms / 1000.0)
 
+    def _dead_letter(
+        self, task: RecordingTask, reason: str, message: str, error_type: str
+    ) -> DeadLetter:
+        size = os.path.getsize(task.path) if os.path.exists(task.path) else None
+        return DeadLetter(
+            stage=READ_STAGE,
+            reason=reason,
+            error_type=error_type,
+            message=f"{task.path}: {message}",
+            topic=self._cfg.source_label,
+            partition=task.file_index,
+            offset=None,
+            call_id=task.call_id,
+            event_time_ms=None,
+            payload_size_bytes=size,
+        )
+
+
+def recording_tasks(paths: Sequence[str]) -> list[RecordingTask]:
+    """The run's files in order; a stem seen before is a duplicate call id (two calls would
+    merge into one row)."""
+    first: dict[str, str] = {}
+    tasks = []
+    for index, path in enumerate(paths):
+        call_id = Path(path).stem
+        tasks.append(RecordingTask(index, path, call_id, first.get(call_id)))
+        first.setdefault(call_id, path)
+    return tasks
+
 
 class ReadRecordings(beam.PTransform):
-    """File paths → ``records`` (KafkaRecord, as the Kafka source emits) and ``dead_letter``."""
+    """``RecordingTask``s (``recording_tasks``) → ``records`` (KafkaRecord, as the Kafka source
+    emits) and ``dead_letter``."""
 
-    def __init__(self, paths: Sequence[str], cfg: RecordingsConfig) -> None:
+    def __init__(self, tasks: Sequence[RecordingTask], cfg: RecordingsConfig) -> None:
         super().__init__()
-        self._paths = list(paths)
+        self._tasks = list(tasks)
         self._cfg = cfg
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.DoOutputsTuple:
         return (
             pbegin
-            | "Paths" >> beam.Create(list(enumerate(self._paths)))
+            | "Tasks" >> beam.Create(self._tasks)
             | "Read"
             >> beam.ParDo(ReadRecordingFn(self._cfg)).with_outputs(DEAD_LETTER_TAG, main="records")
         )
