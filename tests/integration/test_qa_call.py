@@ -1,19 +1,27 @@
 """A scripted two-party call with planned timings (a greeting, a 7 s silence, a 1.5 s overtalk
-by the agent, a forbidden word, a phone number), spoken by espeak-ng, produced to the real
-Kafka broker while the streaming job runs on Prism with the embedded ASR model: its final row
-carries metrics within ±10 % of the plan, the expected scorecard answers, and the phone number
-is redacted in the transcripts Parquet."""
+by the agent, a forbidden word, a phone number), spoken by espeak-ng, through the three ways the
+product runs: produced to the real Kafka broker while the streaming job runs on Prism, the same
+topic read again by a bounded backfill (``callqa run --bounded``), and the recording on disk
+through ``callqa batch``. Each final row carries metrics within ±10 % of the plan and the same
+scorecard answers; the phone number is redacted in the transcripts Parquet. A second, shorter
+call (a refund) goes the same three ways and must agree too. A rerun of the batch skips both."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from beam_jobs import warehouse
-from beam_jobs.producer import call_events, new_producer, send_events
-from beam_jobs.speech import Turn, scripted_call
+from beam_jobs.cli import main
+from beam_jobs.producer import call_events, interleave, new_producer, send_events
+from beam_jobs.speech import ScriptedCall, Turn, scripted_call
 from tests.integration.harness import job_args, streaming_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,37 +47,27 @@ SCRIPT = (
 )
 
 
+REFUND = (
+    Turn(A, "Thank you for calling, how can I help you?"),
+    Turn(C, "I would like a refund for my order please."),
+    Turn(A, "Sure, I have issued the refund. Goodbye.", 2.5),
+)
+MTIME_S = 1_764_072_000  # the recorder closed the files then
+
+
 def within(measured: float, planned: float, tolerance: float = 0.10) -> bool:
     return abs(measured - planned) <= tolerance * planned
 
 
-def test_scripted_call_metrics_scorecard_and_redaction(
-    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
-) -> None:
-    call = scripted_call("qa-plan-1", "en", SCRIPT, language_hint="en")
+def check_plan(row: dict[str, Any], call: ScriptedCall) -> None:
+    """The QA call's row against its plan: silence, overtalk, talk time, redaction, answers."""
     turns = call.turns
     plan_silence_s = turns[5].start_s - turns[4].end_s
     plan_overtalk_s = turns[6].end_s - turns[7].start_s
     plan_talk = {r: sum(t.end_s - t.start_s for t in turns if t.role == r) for r in (A, C)}
     assert abs(plan_silence_s - 7.0) < 0.01 and abs(plan_overtalk_s - 1.5) < 0.01
-
-    out = tmp_path / "out"
-    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--asr=embedded",
-                    "--live_interval_s=0", "--transcripts_topic=off")  # fmt: skip
-    with streaming_job(argv):
-        producer = new_producer(kafka_bootstrap)
-        events = call_events(call.audio, int(time.time() * 1000) - 120_000)
-        send_events(producer, topic, events, realtime=False, progress=False)
-        producer.close()
-        # The row a consumer keeps: the highest version, once no newer one comes (a late
-        # transcript would bring a v2 a few seconds after v1).
-        rows = warehouse.wait_for_final_calls(out, ["qa-plan-1"], timeout_s=240, settle_s=10)
-    row = rows["qa-plan-1"]
-    print("version", row["version"], row["close_reason"])
     m, card = row["metrics"], row["scorecard"]
-    shown = ("longest_non_talk_s", "overtalk_ms", "agent_talk_s", "customer_talk_s", "turn_count")
-    print({k: m[k] for k in shown})
-    assert m["transcripts_complete"] and m["utterance_count"] >= len(SCRIPT) - 1
+    assert m["transcripts_complete"] and m["utterance_count"] >= len(SCRIPT) - 1, m
     assert m["non_talk_count"] >= 1 and within(m["longest_non_talk_s"], plan_silence_s), m
     assert m["overtalk_count"] == 1 and within(m["overtalk_ms"] / 1000, plan_overtalk_s), m
     assert (m["interruptions_by_agent"], m["interruptions_by_customer"]) == (1, 0)
@@ -85,9 +83,91 @@ def test_scripted_call_metrics_scorecard_and_redaction(
     assert "stupid" in answers["no_forbidden_words"]["evidence"].lower()
     assert 0 < card["score"] < card["potential"]
 
-    assert not list((out / "quarantine").rglob("*.parquet")), "real rows failed their suites"
-    texts = [t["text"] for t in warehouse.transcripts(out) if t["call_id"] == "qa-plan-1"]
+
+def check_talk(row: dict[str, Any], call: ScriptedCall) -> None:
+    """Any call's row: complete, talk time per role within ±10 % of the plan."""
+    m = row["metrics"]
+    assert m["transcripts_complete"] and m["utterance_count"] == len(call.turns), m
+    for role in (A, C):
+        planned = sum(t.end_s - t.start_s for t in call.turns if t.role == role)
+        assert within(m[f"{role}_talk_s"], planned), (role, m)
+
+
+def answers(row: dict[str, Any]) -> dict[str, Any]:
+    return {a["question_id"]: a["passed"] for a in row["scorecard"]["answers"]}
+
+
+def check_redacted(out: Path, call_id: str) -> None:
+    texts = [t["text"] for t in warehouse.transcripts(out) if t["call_id"] == call_id]
     joined = " ".join(texts)
     assert "[PHONE]" in joined, texts
     digits = "".join(ch for ch in joined if ch.isdigit())
     assert "13912345678" not in digits and "5678" not in digits, texts
+
+
+def write_recording(call: ScriptedCall, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{call.audio.call_id}.wav"
+    channels = call.audio.channels
+    sf.write(path, np.stack([channels[A], channels[C]], 1), 16000)
+    os.utime(path, (MTIME_S, MTIME_S))
+
+
+def test_streaming_backfill_and_batch_give_the_planned_metrics_and_the_same_answers(
+    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
+) -> None:
+    qa = scripted_call("qa-plan-1", "en", SCRIPT, language_hint="en")
+    refund = scripted_call("qa-refund-1", "en", REFUND, language_hint="en")
+    ids = ["qa-plan-1", "qa-refund-1"]
+
+    # 1. Streaming: produced to Kafka while the job runs.
+    out = tmp_path / "streaming"
+    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--asr=embedded",
+                    "--live_interval_s=0", "--transcripts_topic=off")  # fmt: skip
+    with streaming_job(argv):
+        producer = new_producer(kafka_bootstrap)
+        start_ms = int(time.time() * 1000) - 120_000
+        events = interleave([call_events(qa.audio, start_ms), call_events(refund.audio, start_ms)])
+        send_events(producer, topic, events, realtime=False, progress=False)
+        producer.close()
+        # The row a consumer keeps: the highest version, once no newer one comes (a late
+        # transcript would bring a v2 a few seconds after v1).
+        streamed = warehouse.wait_for_final_calls(out, ids, timeout_s=240, settle_s=10)
+    assert sorted(streamed) == ids, streamed.keys()
+    assert not list((out / "quarantine").rglob("*.parquet")), "real rows failed their suites"
+    check_redacted(out, "qa-plan-1")
+
+    # 2. A bounded backfill of the same topic (another consumer group, its own warehouse).
+    backfill_out = tmp_path / "backfill"
+    backfill_argv = job_args(kafka_bootstrap, topic, backfill_out, prism_location,
+                             "--asr=embedded", "--transcripts_topic=off",
+                             f"--kafka_group_id={topic}-backfill", streaming=False)  # fmt: skip
+    assert main(["run", *backfill_argv]) == 0
+    backfilled = {r["call_id"]: r for r in warehouse.final_calls(backfill_out)}
+
+    # 3. The recordings on disk through the batch job.
+    rec, batch_out = tmp_path / "rec", tmp_path / "batch"
+    write_recording(qa, rec)
+    write_recording(refund, rec)
+    batch_argv = ["batch", "--runner=PrismRunner", f"--prism_location={prism_location}",
+                  f"--recordings={rec}/*.wav", f"--output_dir={batch_out}",
+                  "--asr=embedded"]  # fmt: skip
+    assert main(batch_argv) == 0
+    batched = {r["call_id"]: r for r in warehouse.final_calls(batch_out)}
+    check_redacted(batch_out, "qa-plan-1")
+
+    for name, rows in (("streaming", streamed), ("backfill", backfilled), ("batch", batched)):
+        print(name, {c: (r["version"], r["close_reason"]) for c, r in rows.items()})
+        assert sorted(rows) == ids, (name, rows.keys())
+        check_plan(rows["qa-plan-1"], qa)
+        check_talk(rows["qa-refund-1"], refund)
+    for call_id in ids:
+        assert answers(backfilled[call_id]) == answers(streamed[call_id]), call_id
+        assert answers(batched[call_id]) == answers(streamed[call_id]), call_id
+
+    # A rerun of the batch has nothing to do: every call is skipped, nothing is rewritten.
+    files = sorted((batch_out / "calls").rglob("*.parquet"))
+    assert main(batch_argv) == 0
+    summary = json.loads((batch_out / "batch_summary.json").read_text())
+    assert summary["counts"] == {"skipped": 2} and summary["throughput"] is None, summary
+    assert sorted((batch_out / "calls").rglob("*.parquet")) == files
