@@ -124,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from beam_jobs.bench import main as bench_main
 
         return bench_main(argv[2:])
+    if argv[:2] == ["bench", "batch"]:
+        from beam_jobs.bench_batch import main as bench_batch_main
+
+        return bench_batch_main(argv[2:])
     if argv[:2] in (["bench", "asr"], ["bench", "latency"]):
         from beam_jobs.bench_asr import main as bench_asr_main
 
@@ -132,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
     sub.add_parser("batch", help="the same stages over recordings on disk (--recordings=GLOB)")
-    sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency --help`")
+    sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency|batch --help`")
     sub.add_parser("report", help="HTML report + JSON summary of a date range (--from, --to)")
 
     k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")
