@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from beam_jobs.services import prism_binary
 
+#: Runners that go through Beam's PortableRunner (job service streams with a deadline).
+PORTABLE_RUNNERS = ("PrismRunner", "prism", "FlinkRunner", "PortableRunner")
+#: The deadline of the job's state and message streams: ten years, i.e. none for a job.
+JOB_STREAM_DEADLINE_S = 10 * 365 * 24 * 3600
+
 #: Prism's switch for its dynamic bundle splits (all stages, not only splittable DoFns).
 NO_SPLITS_EXPERIMENT = "prism_disable_sdf_split"
 
@@ -33,4 +38,15 @@ def runner_options(argv: list[str]) -> list[str]:
         # and the later one's state write wins. Measured on the segmentation stage under
         # load: a chunk lost from its channel's buffer, a flush timer run twice. No splits.
         args.append(f"--experiments={NO_SPLITS_EXPERIMENT}")
+    if runner in PORTABLE_RUNNERS and not any(
+        # with --job_endpoint the same timeout is how long to wait for that server to answer
+        a.startswith(("--job_server_timeout", "--job-server-timeout", "--job_endpoint"))
+        for a in args
+    ):
+        # Beam's portable runner opens the job's state and message streams with this timeout
+        # as their gRPC deadline (default 300 s): wait_until_finish then raised "Stream removed
+        # (Deadline Exceeded)" 5 minutes into every job, and a batch over 30 minutes of
+        # recordings died there. The job server is ours and local; submission errors still
+        # come back at once.
+        args.append(f"--job_server_timeout={JOB_STREAM_DEADLINE_S}")
     return args

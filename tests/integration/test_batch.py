@@ -1,9 +1,11 @@
 """The batch job over recordings on disk runs the streaming job's stages on Prism: one final
-row per readable recording, with event time from the file; an unreadable file is a dead
-letter and does not stop the others."""
+row per readable recording, with event time from the file; a file that cannot be processed
+(unreadable, too long, more than two channels, a call id another file has) is a dead letter,
+named in the per-file table and the JSON summary, and does not stop the others."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,20 +23,24 @@ MTIME_S = 1_764_072_000  # 2025-11-25T12:00:00Z: the recorder closed the file th
 
 def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    rec.mkdir()
+    (rec / "again").mkdir(parents=True)
     t = np.arange(16000 * 3) / 16000
     stereo = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 500 * t)], 1)
     sf.write(rec / "call-a.wav", stereo.astype(np.float32), 16000)  # 3 s, two parties
     sf.write(rec / "call-b.flac", stereo[:8000, 0].astype(np.float32), 8000)  # 1 s mono
     (rec / "call-c.wav").write_bytes(b"RIFF but not really audio")
-    for f in rec.iterdir():
+    sf.write(rec / "call-d.wav", np.zeros((16000 * 5, 2), np.float32), 16000)  # 5 s: too long
+    sf.write(rec / "call-e.wav", np.zeros((16000, 3), np.float32), 16000)  # three channels
+    sf.write(rec / "again" / "call-a.wav", stereo.astype(np.float32), 16000)  # same call id
+    for f in [*rec.iterdir(), *(rec / "again").iterdir()]:
         os.utime(f, (MTIME_S, MTIME_S))
     out = tmp_path / "out"
 
     rc = main(["batch", "--runner=PrismRunner", f"--prism_location={prism_location}",
-               f"--recordings={rec}/*", f"--output_dir={out}"])  # fmt: skip
+               f"--recordings={rec}/*", f"--recordings={rec}/again/*.wav",
+               f"--output_dir={out}", "--max_recording_s=4"])  # fmt: skip
 
-    assert rc == 0
+    assert rc == 1  # not every file has a complete row
     rows = {r["call_id"]: r for r in warehouse.final_calls(out)}
     assert sorted(rows) == ["call-a", "call-b"]
     a, b = rows["call-a"], rows["call-b"]
@@ -42,8 +48,19 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
     assert (b["mixed_audio_s"], b["chunk_count"], b["close_reason"]) == (1.0, 10, "end_of_call")
     assert a["start_ms"] == MTIME_S * 1000 - 3000 and a["end_ms"] == MTIME_S * 1000
     assert a["source_topic"] == "recordings" and a["missing_seq_count"] == 0
-    letters = [(d["stage"], d["reason"], d["call_id"]) for d in warehouse.dead_letters(out)]
-    assert letters == [("read", "unreadable_audio", "call-c")]
+    letters = sorted((d["stage"], d["reason"], d["call_id"]) for d in warehouse.dead_letters(out))
+    assert letters == [
+        ("read", "duplicate_call_id", "call-a"), ("read", "recording_too_long", "call-d"),
+        ("read", "unreadable_audio", "call-c"), ("read", "unsupported_audio", "call-e"),
+    ]  # fmt: skip
+    summary = json.loads((out / "batch_summary.json").read_text())
+    status = {(Path(f["path"]).parent.name, f["call_id"]): f["status"] for f in summary["files"]}
+    assert status == {
+        ("again", "call-a"): "failed", ("rec", "call-a"): "processed",
+        ("rec", "call-b"): "processed", ("rec", "call-c"): "failed",
+        ("rec", "call-d"): "failed", ("rec", "call-e"): "failed",
+    }  # fmt: skip
+    assert summary["exit_code"] == 1 and summary["counts"] == {"processed": 2, "failed": 4}
 
 
 @pytest.mark.slow
@@ -76,4 +93,8 @@ def test_batch_job_transcribes_recordings(prism_location: str, tmp_path: Path) -
     t0 = rows[0]["start_ms"]
     for r, turn in zip(rows, call.turns, strict=True):  # event times follow the recording
         assert abs((r["start_ms"] - t0) / 1000 - (turn.start_s - call.turns[0].start_s)) < 0.5
-    assert warehouse.final_calls(out)[0]["call_id"] == "rec-spoken"
+    (final,) = warehouse.final_calls(out)
+    m = final["metrics"]  # the row joins its transcripts (issue 15: it used to carry none)
+    assert final["call_id"] == "rec-spoken" and m["transcripts_complete"], m
+    assert (m["utterance_count"], m["turn_count"], m["transcript_failures"]) == (3, 3, 0), m
+    assert m["agent_talk_s"] > 0 and final["scorecard"]["answers"], final

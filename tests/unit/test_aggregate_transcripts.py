@@ -17,6 +17,7 @@ from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not 
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
+from beam_jobs.pipeline import counter_total
 from schemas.records import DeadLetter, RowWithAck, SegmentationDone, Transcript
 from tests.unit.test_aggregate_teststream import (
     BASE_MS,
@@ -28,7 +29,7 @@ from tests.unit.test_aggregate_teststream import (
     stamped,
     wm,
 )
-from transforms.aggregate import AggregateCalls, AggregationConfig
+from transforms.aggregate import INCOMPLETE_COUNTER, AggregateCalls, AggregationConfig
 
 ASR_CFG = replace(CFG, await_transcripts=True, transcript_timeout_s=20, scorecard="off")
 
@@ -247,11 +248,43 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
         ),
     )
     with caplog.at_level(logging.WARNING, logger="transforms.aggregate"):
-        p.run().wait_until_finish()
-    # the user is told which call went out short, and by how much
+        result = p.run()
+        result.wait_until_finish()
+    # the user is told which call went out short, and by how much; the run counts it (the
+    # jobs exit with an error on it)
     assert f"call {CALL}: final row v1 (end_of_call) without all transcripts: 1 of 2 in" in (
         caplog.text
     )
+    assert counter_total(result, INCOMPLETE_COUNTER) == 1
+
+
+def test_a_call_processed_again_continues_its_versions() -> None:
+    """The batch job's --reprocess (or a retry of a row without transcripts): the stored row
+    is v2, so this run's final row is v3 and supersedes it, with the gap letters reported
+    again as this run's first final row."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    p = beam.Pipeline(runner=FnApiRunner())
+    items = [chunk(0, 0), chunk(2, 200, end_of_call=True), done(0), transcript(0, "hello")]
+    stamped_items = (
+        p | beam.Create(items) | beam.Map(lambda i: TimestampedValue(i, BASE_MS / 1000.0 + 0.2))
+    )
+    cfg = replace(ASR_CFG, marker_waits_for_watermark=True, bounded=True,
+                  prior_versions=((CALL, 2), ("another-call", 5)))  # fmt: skip
+    out = aggregate(stamped_items, cfg)
+    assert_that(
+        out.rows | beam.Map(row_key),
+        equal_to([(3, True, "end_of_call", 1, True, 0, False),
+                  (3, True, "end_of_call", 1, True, 0, True)]),
+    )  # fmt: skip
+    assert_that(
+        out.dead_letter | "LetterKey" >> beam.Map(lambda d: d.reason),
+        equal_to(["seq_gap"]),
+        label="letters",
+    )
+    result = p.run()
+    result.wait_until_finish()
+    assert counter_total(result, INCOMPLETE_COUNTER) == 0
 
 
 def test_expiry_waits_one_more_timeout_for_missing_transcripts(runner_clock: None) -> None:

@@ -1,5 +1,6 @@
-"""The ASR stage's failure path: a batch that fails in RunInference becomes one ``asr_error``
-dead letter per utterance (the batch mixes calls; each call counts its own)."""
+"""The ASR stage's outputs: a batch that fails in RunInference becomes one ``asr_error`` dead
+letter per utterance (the batch mixes calls; each call counts its own), and transcripts and
+dead letters are stamped with their utterance's event time again."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
 
-from schemas.records import Utterance
-from transforms.asr import transcribe_failures
+from schemas.records import Transcript, Utterance
+from transforms.asr import at_event_time, transcribe_failures
 
 
 class _Model:
@@ -50,4 +52,51 @@ def test_a_failed_batch_is_one_dead_letter_per_utterance() -> None:
         equal_to([True] * 3),
         label="messages",
     )
+    p.run().wait_until_finish()
+
+
+class EchoHandler(ModelHandler[Utterance, Any, Any]):
+    """A fake model that 'transcribes' each utterance as its channel name (unit test only)."""
+
+    def load_model(self) -> _Model:
+        return _Model()
+
+    def run_inference(
+        self, batch: Sequence[Utterance], model: Any, inference_args: Any = None
+    ) -> Iterable[Any]:
+        return [transcript_of(u) for u in batch]
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        return {"min_batch_size": 3, "max_batch_size": 3}
+
+
+def transcript_of(u: Utterance) -> Transcript:
+    return Transcript(u.call_id, u.channel, u.start_ms, u.end_ms, u.channel, "en", "en", -0.1,
+                      "m", "fake", (), (), -20.0, 0.5, 0)  # fmt: skip
+
+
+def test_transcripts_and_failures_are_stamped_at_their_utterance_again() -> None:
+    """RunInference emits its batches at the end of the global window; a bounded run's
+    end-of-input deadline then came before the transcripts (issue 15: empty call rows)."""
+    utts = [Utterance("c", "agent", 1000 * i, 1000 * i + 500, 16000, b"\0\0" * 8, None)
+            for i in range(1, 4)]  # fmt: skip
+    p = beam.Pipeline(runner=FnApiRunner())
+    stamped = p | beam.Create(utts) | beam.Map(lambda u: TimestampedValue(u, u.start_ms / 1000))
+    ok = stamped | "Ok" >> RunInference(EchoHandler())
+    _, bad = stamped | "Bad" >> RunInference(FailingHandler()).with_exception_handling()
+
+    def when(x: Any, ts: Any = beam.DoFn.TimestampParam) -> tuple[int, int]:
+        return x.start_ms if isinstance(x, Transcript) else x.event_time_ms, ts.micros // 1000
+
+    raw = ok | "Raw" >> beam.Map(when)
+    assert_that(raw | beam.Map(lambda w: w[1] > 10**12), equal_to([True] * 3), label="raw")
+    fixed = ok | "Stamp" >> beam.Map(at_event_time) | "When" >> beam.Map(when)
+    assert_that(fixed, equal_to([(1000, 1500), (2000, 2500), (3000, 3500)]), label="fixed")
+    letters = (
+        bad.failed_inferences
+        | beam.FlatMap(transcribe_failures)
+        | "StampLetters" >> beam.Map(at_event_time)
+        | "LetterWhen" >> beam.Map(when)
+    )
+    assert_that(letters, equal_to([(1000, 1000), (2000, 2000), (3000, 3000)]), label="letters")
     p.run().wait_until_finish()
