@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -246,6 +246,9 @@ class Throughput:
     speech_s: float  # transcribed utterance seconds
     wall_s: float
     ceiling_speech_s_per_s: float | None  # the backend batched by hand, on this run's audio
+    asr_busy_s: float = 0.0  # RunInference's time in the model, inside the job
+    asr_batches: int = 0
+    asr_utterances: int = 0
 
     @property
     def audio_h_per_wall_h(self) -> float:
@@ -294,10 +297,10 @@ def status_counts(results: Sequence[FileResult]) -> dict[str, int]:
 def summary_line(results: Sequence[FileResult], tp: Throughput | None) -> str:
     counts = status_counts(results)
     parts = [f"{n} {status}" for status, n in sorted(counts.items())]
-    line = f"callqa batch: {len(results)} recordings: {', '.join(parts)}"
+    lines = [f"callqa batch: {len(results)} recordings: {', '.join(parts)}"]
     if tp is not None and tp.audio_s > 0:
-        line += (
-            f"\nthroughput: {tp.audio_s / 3600:.3f} audio h in {tp.wall_s:.0f} s = "
+        line = (
+            f"throughput: {tp.audio_s / 3600:.3f} audio h in {tp.wall_s:.0f} s = "
             f"{tp.audio_h_per_wall_h:.2f} audio h per wall h"
         )
         ceiling = tp.ceiling_audio_h_per_wall_h
@@ -306,7 +309,13 @@ def summary_line(results: Sequence[FileResult], tp: Throughput | None) -> str:
                 f"; ASR batched by hand on this run's speech: {ceiling:.2f} audio h per wall h "
                 f"({tp.fraction_of_ceiling:.2f} of it)"
             )
-    return line
+        lines.append(line)
+        if tp.asr_batches:
+            lines.append(
+                f"ASR in the job: busy {tp.asr_busy_s:.0f} s of the {tp.wall_s:.0f} s, "
+                f"{tp.asr_utterances} utterances in {tp.asr_batches} batches"
+            )
+    return "\n".join(lines)
 
 
 def write_summary(
@@ -326,6 +335,9 @@ def write_summary(
             "ceiling_speech_s_per_s": tp.ceiling_speech_s_per_s,
             "ceiling_audio_h_per_wall_h": tp.ceiling_audio_h_per_wall_h,
             "fraction_of_ceiling": tp.fraction_of_ceiling,
+            "asr_busy_s": tp.asr_busy_s,
+            "asr_batches": tp.asr_batches,
+            "asr_utterances": tp.asr_utterances,
         },
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +380,10 @@ def _progress(total_s: float, n_files: int, mode: str) -> Iterator[Any]:
         bar.close()
 
 
-def _run_pipeline(cfg: BatchConfig, options: PipelineOptions, todo: list[FilePlan]) -> None:
+def _run_pipeline(
+    cfg: BatchConfig, options: PipelineOptions, todo: list[FilePlan]
+) -> tuple[float, int, int]:
+    """Run the job over ``todo`` with a progress bar; returns ``asr_stats``."""
     p = beam.Pipeline(options=options)
     read = p | "ReadRecordings" >> ReadRecordings([f.task for f in todo], cfg.recordings)
     build_pipeline(p, cfg.job, records=read.records, source_dead_letters=read.dead_letter)
@@ -390,6 +405,21 @@ def _run_pipeline(cfg: BatchConfig, options: PipelineOptions, todo: list[FilePla
                 bar.set_postfix_str(f"files {len(done)}/{len(todo)}")
     if state != PipelineState.DONE:
         raise RuntimeError(f"the batch pipeline ended {state}; see the log above")
+    return asr_stats(result)
+
+
+def asr_stats(result: Any) -> tuple[float, int, int]:
+    """(seconds the ASR model was busy, batches, utterances) from RunInference's metrics."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    def dist(name: str) -> Any:
+        found = result.metrics().query(MetricsFilter().with_name(name))["distributions"]
+        return [d.committed for d in found if d.committed is not None]
+
+    latency = dist("inference_batch_latency_micro_secs")
+    sizes = dist("inference_request_batch_size")
+    busy_s = sum(d.sum for d in latency) / 1e6
+    return busy_s, sum(d.count for d in sizes), sum(d.sum for d in sizes)
 
 
 def _wait(result: Any, ended: Future[Any]) -> None:
@@ -420,12 +450,17 @@ def run_batch(argv: Sequence[str]) -> int:
         versions = tuple((f.task.call_id, f.prior_version) for f in todo if f.prior_version)
         cfg = _with_prior_versions(cfg, versions)
         t0 = time.perf_counter()
-        _run_pipeline(cfg, options, todo)
+        asr = _run_pipeline(cfg, options, todo)
         wall_s = time.perf_counter() - t0
         stored = {r["call_id"]: r for r in warehouse.final_calls(out)}
     results = file_results(plans, stored, warehouse.dead_letters(out), with_asr)
     if todo:
-        tp = _throughput(cfg, results, wall_s)
+        tp = replace(
+            _throughput(cfg, results, wall_s),
+            asr_busy_s=asr[0],
+            asr_batches=asr[1],
+            asr_utterances=asr[2],
+        )
     code = 0 if all(r.status in _OK for r in results) else 1
     print(format_table(results))
     print(summary_line(results, tp))
@@ -435,8 +470,6 @@ def run_batch(argv: Sequence[str]) -> int:
 
 
 def _with_prior_versions(cfg: BatchConfig, versions: tuple[tuple[str, int], ...]) -> BatchConfig:
-    from dataclasses import replace
-
     return replace(
         cfg, job=replace(cfg.job, aggregation=replace(cfg.job.aggregation, prior_versions=versions))
     )
