@@ -97,8 +97,8 @@ def bench_batch(args: argparse.Namespace) -> int:
     print(f"{len(files)} recordings, {audio_s / 60:.1f} min of audio, {speech_s / 60:.1f} min "
           f"of speech in {len(transcripts)} utterances; exit status {code}")  # fmt: skip
     print(f"{'path':<52}{'wall s':>8}{'audio s/s':>11}{'vs ceiling':>12}")
-    print(f"{'callqa batch (defaults, Prism), from start to exit':<52}{job_s:>8.1f}"
-          f"{job_rate:>11.2f}{job_rate / ceiling:>12.2f}")  # fmt: skip
+    label = f"callqa batch ({' '.join(args.job_args) or 'defaults'}), start to exit"
+    print(f"{label:<52}{job_s:>8.1f}{job_rate:>11.2f}{job_rate / ceiling:>12.2f}")
     print(f"{'backend batched by hand, length-sorted (ceiling)':<52}"
           f"{audio_s / ceiling:>8.1f}{ceiling:>11.2f}{1.0:>12.2f}")  # fmt: skip
     print(f"\n(ceiling measured in {ceiling_wall_s:.0f} s incl. model load; goal: job >= 0.75 "

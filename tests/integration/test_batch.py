@@ -44,8 +44,9 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
     rows = {r["call_id"]: r for r in warehouse.final_calls(out)}
     assert sorted(rows) == ["call-a", "call-b"]
     a, b = rows["call-a"], rows["call-b"]
-    assert (a["agent_audio_s"], a["customer_audio_s"], a["chunk_count"]) == (3.0, 3.0, 60)
-    assert (b["mixed_audio_s"], b["chunk_count"], b["close_reason"]) == (1.0, 10, "end_of_call")
+    # files are cut into 1 s chunks by default (BATCH_CHUNK_MS)
+    assert (a["agent_audio_s"], a["customer_audio_s"], a["chunk_count"]) == (3.0, 3.0, 6)
+    assert (b["mixed_audio_s"], b["chunk_count"], b["close_reason"]) == (1.0, 1, "end_of_call")
     assert a["start_ms"] == MTIME_S * 1000 - 3000 and a["end_ms"] == MTIME_S * 1000
     assert a["source_topic"] == "recordings" and a["missing_seq_count"] == 0
     letters = sorted((d["stage"], d["reason"], d["call_id"]) for d in warehouse.dead_letters(out))
