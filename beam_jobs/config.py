@@ -20,8 +20,8 @@ from transforms.segment import SegmentOptions
 
 #: Bounded runs (the batch job, backfills) batch ASR across bundles by default: they have no
 #: latency goal, and within-bundle batches there held 3 utterances on average (a channel's
-#: flush is a bundle). Over 30 min of recordings: 8 per batch, at 0.87 of the hand-batched
-#: ceiling together with 1 s chunks (README, Batch job).
+#: flush is a bundle). Over 30 min of recordings: 8 per batch, at 0.79 of the hand-batched
+#: ceiling with 1 s chunks, against 0.69 before (docs/design.md).
 BOUNDED_BATCH_WAIT_S: Final = 1.0
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
