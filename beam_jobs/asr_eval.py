@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Final
 
-_TOKENS: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9']+")
+from transforms.core.script import HAN_RANGES, has_han
+
+_TOKENS: Final = re.compile(f"[{HAN_RANGES}]|[a-z0-9']+")
 UNITS: Final = {"en": "WER", "zh": "CER", "zh-en": "MER"}
 
 
@@ -34,8 +36,7 @@ def _t2s() -> Any:
 
 def tokens(text: str) -> list[str]:
     """Han characters one by one, Latin words whole; punctuation and case dropped."""
-    han = re.search(r"[\u3400-\u9fff]", text)
-    text = _t2s().convert(text) if han else _english()(text)
+    text = _t2s().convert(text) if has_han(text) else _english()(text)
     return _TOKENS.findall(text.lower())
 
 

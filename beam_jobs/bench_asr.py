@@ -27,7 +27,7 @@ from beam_jobs.speech import ScriptedCall
 from schemas.audio import DEFAULT_CHUNK_MS
 from schemas.records import Utterance
 from transforms.asr import AsrOptions, model_handler, utterance_seconds
-from transforms.recordings import encode
+from transforms.core.audio import encode
 
 _PAD_S = 0.2  # VAD-like padding around each turn
 

@@ -13,9 +13,9 @@ from transforms.aggregate import AggregationConfig
 from transforms.analyze import AnalyzeOptions
 from transforms.asr import AsrOptions, detect_model, validate_options
 from transforms.commit import CommitConfig
+from transforms.core.qa_metrics import QaOptions
 from transforms.kafka_sink import TranscriptSinkConfig
 from transforms.kafka_source import KafkaSourceConfig
-from transforms.qa_metrics import QaOptions
 from transforms.segment import SegmentOptions
 
 #: Bounded runs (the batch job, backfills) batch ASR across bundles by default: they have no
@@ -259,7 +259,7 @@ def aggregation_config(
     if o.scorecard not in ("default", "off") and not Path(o.scorecard).is_file():
         raise ValueError(f"--scorecard {o.scorecard!r} is not a file (or pass default / off)")
     if o.scorecard not in ("default", "off"):
-        from transforms.scorecard import load_scorecard
+        from transforms.core.scorecard import load_scorecard
 
         load_scorecard(o.scorecard)  # a bad scorecard fails here, before submission
     return AggregationConfig(

@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from schemas.events import AudioChunkEvent
+from transforms.core.audio import encode, resample
 from transforms.kafka_client import new_producer
 from transforms.recordings import (  # re-exported: the producer's public library
     CallAudio,
     call_events,
-    encode,
     interleave,
     load_call,
-    resample,
     synthetic_call,
 )
 

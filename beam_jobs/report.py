@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from schemas.tables import CALLS, TRANSCRIPTS
-from transforms.text_analytics import sentiment_label, top_keywords_across
+from transforms.core.text_analytics import sentiment_label, top_keywords_across
 
 TOP_KEYWORDS: Final = 10
 WORST_CALLS: Final = 10

@@ -21,13 +21,13 @@ from typing import Final, NamedTuple
 
 import numpy as np
 
+from transforms.core.script import HAN_RANGES, has_han
 from transforms.recordings import CallAudio
 
 RATE_HZ: Final = 16000
 VOICES: Final = {"en": "en-us", "zh": "cmn-latn-pinyin"}
-_CJK: Final = "\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"  # Han + CJK punctuation
+_CJK: Final = HAN_RANGES + "\u3000-\u303f\uff00-\uffef"  # Han + CJK punctuation
 _RUNS: Final = re.compile(f"[{_CJK}]+|[^{_CJK}]+")
-_HAN: Final = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def _require(tool: str) -> str:
@@ -72,7 +72,7 @@ def speak(text: str, language: str, words_per_min: int = 150) -> np.ndarray:
     parts = []
     gap = np.zeros(int(0.08 * RATE_HZ), np.float32)
     for run in _RUNS.findall(text):
-        if _HAN.search(run):
+        if has_han(run):
             parts.append(_espeak(pinyin(run), VOICES["zh"], words_per_min))
         elif re.search(r"[A-Za-z0-9]", run):
             parts.append(_espeak(run.strip(), VOICES["en"], words_per_min))

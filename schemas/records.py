@@ -63,6 +63,42 @@ class DeadLetter(NamedTuple):
     payload_size_bytes: int | None
 
 
+#: Dead-letter messages are capped: a stack of nested errors can run to kilobytes.
+MAX_DEAD_LETTER_MESSAGE_CHARS = 500
+
+
+def dead_letter(
+    stage: str,
+    reason: str,
+    error: str | type | BaseException,
+    message: str,
+    *,
+    call_id: str | None,
+    event_time_ms: int | None,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    size_bytes: int | None = None,
+) -> DeadLetter:
+    """A ``DeadLetter``. ``error``: the exception, its class, or an error kind ("validation",
+    "lateness", ...); the source position (topic, partition, offset) where there is one."""
+    if isinstance(error, BaseException):
+        error = type(error)
+    error_type = error if isinstance(error, str) else getattr(error, "__name__", str(error))
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        error_type=error_type,
+        message=str(message)[:MAX_DEAD_LETTER_MESSAGE_CHARS],
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        call_id=call_id,
+        event_time_ms=event_time_ms,
+        payload_size_bytes=size_bytes,
+    )
+
+
 class CallRow(NamedTuple):
     """One row of the ``calls`` table: a call's state at one emission.
 
@@ -205,7 +241,7 @@ class SentimentQuarters(NamedTuple):
 
 
 class CallMetrics(NamedTuple):
-    """QA metrics of one call, computed by ``transforms.qa_metrics.call_metrics`` from its
+    """QA metrics of one call, computed by ``transforms.core.qa_metrics.call_metrics`` from its
     transcripts (pure function: the streaming job, the batch job and tests share it).
 
     Speech spans are the VAD's utterances trimmed by its padding. "Non-talk" is a gap in which
@@ -264,7 +300,7 @@ class ScorecardAnswer(NamedTuple):
 
 
 class ScorecardResult(NamedTuple):
-    """A call's score on one scorecard (``transforms.scorecard.score_call``)."""
+    """A call's score on one scorecard (``transforms.core.scorecard.score_call``)."""
 
     scorecard: str  # the scorecard's name
     score: float  # sum of points

@@ -56,8 +56,10 @@ from schemas.records import (
     RowWithAck,
     SegmentationDone,
     Transcript,
+    dead_letter,
 )
-from transforms.calls import (
+from transforms.commit import offset_acks
+from transforms.core.calls import (
     CallInfo,
     call_info,
     call_row,
@@ -66,8 +68,7 @@ from transforms.calls import (
     sequence_dead_letters,
     summarize,
 )
-from transforms.commit import offset_acks
-from transforms.qa_metrics import QaOptions, call_metrics
+from transforms.core.qa_metrics import QaOptions, call_metrics
 
 STAGE: Final = "aggregate"
 DEAD_LETTER_TAG: Final = "dead_letter"
@@ -182,7 +183,7 @@ class AggregateCallFn(beam.DoFn):
         self._prior_versions = dict(self._cfg.prior_versions)
         self._scorecard: Any = None
         if self._cfg.await_transcripts and self._cfg.scorecard != "off":
-            from transforms.scorecard import default_scorecard, load_scorecard
+            from transforms.core.scorecard import default_scorecard, load_scorecard
 
             self._scorecard = (
                 default_scorecard()
@@ -337,7 +338,7 @@ class AggregateCallFn(beam.DoFn):
                     _segmented_to(done),
                 )  # fmt: skip
             elif self._scorecard is not None:
-                from transforms.scorecard import score_call
+                from transforms.core.scorecard import score_call
 
                 scorecard = score_call(self._scorecard, transcripts, metrics)
         return call_row(meta.info, summary, version, final, reason)._replace(
@@ -556,38 +557,33 @@ def _transcript_too_late(t: Transcript, meta: CallMeta | None) -> DeadLetter:
         if meta is not None
         else "no chunk of the call was seen within the allowed lateness"
     )
-    return DeadLetter(
-        stage=STAGE,
-        reason="transcript_too_late",
-        error_type="lateness",
-        message=(
-            f"transcript of {t.channel} at {t.start_ms} arrived after call {t.call_id} expired "
-            f"({what})"
-        ),
-        topic=None if meta is None else meta.info.topic,
-        partition=None if meta is None else meta.info.partition,
-        offset=None,
+    return dead_letter(
+        STAGE,
+        "transcript_too_late",
+        "lateness",
+        f"transcript of {t.channel} at {t.start_ms} arrived after call {t.call_id} expired "
+        f"({what})",
         call_id=t.call_id,
         event_time_ms=t.start_ms,
-        payload_size_bytes=len(t.text.encode()),
+        topic=None if meta is None else meta.info.topic,
+        partition=None if meta is None else meta.info.partition,
+        size_bytes=len(t.text.encode()),
     )
 
 
 def _too_late(chunk: AudioChunk, meta: CallMeta) -> DeadLetter:
-    return DeadLetter(
-        stage=STAGE,
-        reason="too_late",
-        error_type="lateness",
-        message=(
-            f"chunk {chunk.channel}#{chunk.seq} arrived after call {chunk.call_id} expired "
-            f"(its final row v{meta.versions} stands; allowed lateness exceeded)"
-        ),
+    return dead_letter(
+        STAGE,
+        "too_late",
+        "lateness",
+        f"chunk {chunk.channel}#{chunk.seq} arrived after call {chunk.call_id} expired "
+        f"(its final row v{meta.versions} stands; allowed lateness exceeded)",
+        call_id=chunk.call_id,
+        event_time_ms=chunk.event_time_ms,
         topic=chunk.topic,
         partition=chunk.partition,
         offset=chunk.offset,
-        call_id=chunk.call_id,
-        event_time_ms=chunk.event_time_ms,
-        payload_size_bytes=2 * chunk.num_samples * chunk.channels,  # decoded 16-bit PCM
+        size_bytes=2 * chunk.num_samples * chunk.channels,
     )
 
 

@@ -1,5 +1,5 @@
 """``AnalyzeTranscripts``: ``Transcript`` → ``Transcript`` with PII redacted and sentiment set,
-before anything is written or published (``transforms.text_analytics`` does the work).
+before anything is written or published (``transforms.core.text_analytics`` does the work).
 
 Outputs ``transcripts`` and ``dead_letter`` (stage ``analyze``, reason ``analyze_error``).
 """
@@ -13,7 +13,7 @@ from typing import Any, Final
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from schemas.records import DeadLetter, Transcript
+from schemas.records import DeadLetter, Transcript, dead_letter
 
 STAGE: Final = "analyze"
 _NS: Final = "callqa.analyze"
@@ -29,7 +29,7 @@ class AnalyzeOptions:
 def analyze_transcript(t: Transcript, opts: AnalyzeOptions) -> Transcript:
     """Redact ``t`` (text, n-best, and the digit-bearing words when anything was redacted) and
     score its sentiment on the redacted text."""
-    from transforms.text_analytics import redact, sentiment
+    from transforms.core.text_analytics import redact, sentiment
 
     text, alternatives, words, count = t.text, t.alternatives, t.words, 0
     if opts.redact_pii:
@@ -59,7 +59,7 @@ class AnalyzeTranscriptFn(beam.DoFn):
         self.analyzed = Metrics.counter(_NS, "transcripts_analyzed")
 
     def setup(self) -> None:
-        from transforms.text_analytics import redact, sentiment
+        from transforms.core.text_analytics import redact, sentiment
 
         # Load the lexicons and models once per worker, not on the first transcript.
         redact("warm up 13800138000")
@@ -75,17 +75,14 @@ class AnalyzeTranscriptFn(beam.DoFn):
 def analyze_failure(failure: Any) -> DeadLetter:
     """``with_exception_handling``'s ``(transcript, (type, message, traceback))`` → a letter."""
     t, (exc_type, message, _) = failure
-    return DeadLetter(
-        stage=STAGE,
-        reason="analyze_error",
-        error_type=getattr(exc_type, "__name__", str(exc_type)),
-        message=str(message)[:500],
-        topic=None,
-        partition=None,
-        offset=None,
+    return dead_letter(
+        STAGE,
+        "analyze_error",
+        exc_type,
+        str(message),
         call_id=t.call_id,
         event_time_ms=t.start_ms,
-        payload_size_bytes=len(t.text.encode()),
+        size_bytes=len(t.text.encode()),
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,9 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
-from schemas.records import DeadLetter, Transcript, Utterance, Word
-from transforms.recordings import resample
+from schemas.records import DeadLetter, Transcript, Utterance, Word, dead_letter
+from transforms.core.audio import resample
+from transforms.core.script import language_class
 
 BACKEND_FASTER_WHISPER: Final = "faster-whisper"
 BACKEND_TRANSFORMERS: Final = "transformers"
@@ -309,30 +309,6 @@ def forced_language(opts: AsrOptions, utt: Utterance) -> str | None:
     if opts.language != "auto":
         return opts.language
     return utt.language_hint if utt.language_hint in HINTED_LANGUAGES else None
-
-
-_HAN: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_LATIN_WORD: Final = re.compile(r"[A-Za-z]{2,}")
-
-
-def language_class(text: str, language: str) -> str:
-    """zh / en / zh-en (code-switched: Han and Latin words in one utterance) / other.
-
-    From the text's scripts first (a Chinese utterance with English product names is zh-en
-    whatever the model called it), the model's language code second: Latin words are English
-    when the model was told or found zh/en, another language's otherwise."""
-    han = bool(_HAN.search(text))
-    latin = bool(_LATIN_WORD.search(text))
-    if han and latin:
-        return "zh-en"
-    if han:
-        return "zh"
-    if not text.strip():
-        return ""
-    # Latin words under a forced zh (the code-switched calls' English turns) are English.
-    if latin and language in ("en", "zh", "yue", ""):
-        return "en"
-    return "other"
 
 
 def utterance_samples(utt: Utterance) -> np.ndarray:
@@ -642,17 +618,14 @@ def transcribe_failures(failure: Any) -> Iterator[DeadLetter]:
     per utterance: a batch mixes calls, and each call counts its own missing transcripts."""
     batch, (exc_type, message, _) = failure
     for utt in batch if isinstance(batch, list | tuple) else [batch]:
-        yield DeadLetter(
-            stage=STAGE,
-            reason="asr_error",
-            error_type=getattr(exc_type, "__name__", str(exc_type)),
-            message=str(message)[:500],
-            topic=None,
-            partition=None,
-            offset=None,
+        yield dead_letter(
+            STAGE,
+            "asr_error",
+            exc_type,
+            str(message),
             call_id=utt.call_id,
             event_time_ms=utt.start_ms,
-            payload_size_bytes=len(utt.pcm),
+            size_bytes=len(utt.pcm),
         )
 
 

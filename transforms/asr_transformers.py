@@ -75,7 +75,9 @@ def resolve_torch_device(opts: AsrOptions) -> tuple[str, str]:
     return device, precision
 
 
-def length_buckets(lengths: Sequence[int], max_ratio: float, max_size: int) -> list[list[int]]:
+def similar_length_groups(
+    lengths: Sequence[int], max_ratio: float, max_size: int
+) -> list[list[int]]:
     """Indices grouped so that in each group longest/shortest ≤ ``max_ratio`` and at most
     ``max_size`` items: shortest first, so padding in one ``generate`` call stays small."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -140,7 +142,7 @@ class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedMode
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[Transcript]:
         samples = [utterance_samples(u) for u in batch]
-        buckets = length_buckets(
+        buckets = similar_length_groups(
             [len(s) for s in samples], self._opts.bucket_max_ratio, self._opts.max_batch_size
         )
         for bucket in buckets:

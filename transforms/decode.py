@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from typing import Final
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas import audio, events
-from schemas.records import AudioChunk, DeadLetter, KafkaRecord
+from schemas.records import AudioChunk, DeadLetter, KafkaRecord, dead_letter
+from transforms.core.audio import to_pcm_s16le
 
 STAGE: Final = "decode"
 DEAD_LETTER_TAG: Final = "dead_letter"
@@ -28,39 +28,6 @@ class InvalidChunk(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-def _mulaw_table() -> np.ndarray:
-    # ITU-T G.711 mu-law expansion: invert, split sign/exponent/mantissa, add the bias back.
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(sign != 0, -magnitude, magnitude).astype("<i2")
-
-
-def _alaw_table() -> np.ndarray:
-    # ITU-T G.711 A-law expansion: even bits are inverted on the wire (XOR 0x55).
-    a = np.arange(256, dtype=np.int32) ^ 0x55
-    sign = a & 0x80
-    exponent = (a >> 4) & 0x07
-    mantissa = a & 0x0F
-    magnitude = np.where(
-        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << (exponent - 1)
-    )
-    return np.where(sign != 0, magnitude, -magnitude).astype("<i2")
-
-
-_G711_TABLES: Final = {audio.CODEC_MULAW: _mulaw_table(), audio.CODEC_ALAW: _alaw_table()}
-
-
-def to_pcm_s16le(payload: bytes, codec: str) -> bytes:
-    """Payload in ``codec`` → 16-bit little-endian PCM bytes."""
-    if codec == audio.CODEC_PCM_S16LE:
-        return payload
-    table = _G711_TABLES[codec]
-    return bytes(table[np.frombuffer(payload, dtype=np.uint8)].tobytes())
 
 
 def _text(headers: dict[str, bytes], name: str) -> str | None:
@@ -189,17 +156,17 @@ def dead_letter_for(
     call_id = None
     if rec.key:
         call_id = rec.key.decode("utf-8", errors="replace")[: events.MAX_CALL_ID_BYTES]
-    return DeadLetter(
-        stage=stage,
-        reason=reason,
-        error_type=error_type,
-        message=message,
+    return dead_letter(
+        stage,
+        reason,
+        error_type,
+        message,
+        call_id=call_id,
+        event_time_ms=rec.timestamp_ms,
         topic=rec.topic,
         partition=rec.partition,
         offset=rec.offset,
-        call_id=call_id,
-        event_time_ms=rec.timestamp_ms,
-        payload_size_bytes=len(rec.value or b""),
+        size_bytes=len(rec.value or b""),
     )
 
 

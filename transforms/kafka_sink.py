@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.records import DeadLetter, Transcript
+from schemas.records import DeadLetter, Transcript, dead_letter
 from schemas.transcript_events import encode_transcript_event
 from transforms.kafka_client import new_producer
 
@@ -34,17 +34,15 @@ class TranscriptSinkConfig:
 
 
 def publish_failure(t: Transcript, topic: str, exc: BaseException) -> DeadLetter:
-    return DeadLetter(
-        stage=STAGE,
-        reason="publish_error",
-        error_type=type(exc).__name__,
-        message=f"could not publish the transcript to {topic}: {exc}"[:500],
-        topic=topic,
-        partition=None,
-        offset=None,
+    return dead_letter(
+        STAGE,
+        "publish_error",
+        exc,
+        f"could not publish the transcript to {topic}: {exc}",
         call_id=t.call_id,
         event_time_ms=t.start_ms,
-        payload_size_bytes=len(t.text.encode()),
+        topic=topic,
+        size_bytes=len(t.text.encode()),
     )
 
 

@@ -42,6 +42,7 @@ from schemas.records import (
     RowWithAck,
     ScorecardAnswerRow,
     Transcript,
+    dead_letter,
 )
 from schemas.tables import (
     CALLS,
@@ -197,22 +198,18 @@ def read_rows_file(path: Path, table: Table) -> list[Any]:
 
 
 def conflicting_final(row: CallRow, existing: CallRow) -> DeadLetter:
-    return DeadLetter(
-        stage=STAGE,
-        reason="conflicting_final_row",
-        error_type="write_once",
-        message=(
-            f"final row v{row.version} of call {row.call_id} exists with other content "
-            f"({existing.chunk_count} chunks, offsets {existing.first_offset}.."
-            f"{existing.last_offset}); kept it and dropped the new one ({row.chunk_count} "
-            f"chunks, offsets {row.first_offset}..{row.last_offset})"
-        ),
-        topic=row.source_topic,
-        partition=row.source_partition,
-        offset=None,
+    return dead_letter(
+        STAGE,
+        "conflicting_final_row",
+        "write_once",
+        f"final row v{row.version} of call {row.call_id} exists with other content "
+        f"({existing.chunk_count} chunks, offsets {existing.first_offset}.."
+        f"{existing.last_offset}); kept it and dropped the new one ({row.chunk_count} "
+        f"chunks, offsets {row.first_offset}..{row.last_offset})",
         call_id=row.call_id,
         event_time_ms=row.start_ms,
-        payload_size_bytes=None,
+        topic=row.source_topic,
+        partition=row.source_partition,
     )
 
 

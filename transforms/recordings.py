@@ -22,7 +22,8 @@ from apache_beam.transforms.window import TimestampedValue
 
 from schemas import audio
 from schemas.events import AudioChunkEvent
-from schemas.records import DeadLetter, KafkaRecord, RecordingTask
+from schemas.records import DeadLetter, KafkaRecord, RecordingTask, dead_letter
+from transforms.core.audio import encode, resample
 
 
 @dataclass(frozen=True)
@@ -52,46 +53,6 @@ def load_call(
     else:
         raise ValueError(f"{path}: {data.shape[1]} channels; mono or stereo expected")
     return CallAudio(call_id, int(rate), channels)
-
-
-def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Linear-interpolation resampling (enough for a load generator; not for ASR quality)."""
-    if from_hz == to_hz:
-        return samples
-    n = int(round(len(samples) * to_hz / from_hz))
-    return np.interp(np.arange(n) * (from_hz / to_hz), np.arange(len(samples)), samples).astype(
-        np.float32
-    )
-
-
-def encode(samples: np.ndarray, codec: str) -> bytes:
-    """Float samples → payload bytes in ``codec``."""
-    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
-    if codec == audio.CODEC_PCM_S16LE:
-        return pcm.tobytes()
-    if codec == audio.CODEC_MULAW:
-        return _mulaw_encode(pcm).tobytes()
-    if codec == audio.CODEC_ALAW:
-        return _alaw_encode(pcm).tobytes()
-    raise ValueError(f"unknown codec {codec!r}")
-
-
-def _mulaw_encode(pcm: np.ndarray) -> np.ndarray:
-    x = pcm.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
-
-
-def _alaw_encode(pcm: np.ndarray) -> np.ndarray:
-    x = pcm.astype(np.int32)
-    sign = np.where(x >= 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), 32767)
-    exponent = np.clip(np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 7, 0, 7)
-    mantissa = np.where(exponent == 0, mag >> 4, mag >> (exponent + 3)) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
 
 
 def call_events(
@@ -295,17 +256,16 @@ class ReadRecordingFn(beam.DoFn):
         self, task: RecordingTask, reason: str, message: str, error_type: str
     ) -> DeadLetter:
         size = os.path.getsize(task.path) if os.path.exists(task.path) else None
-        return DeadLetter(
-            stage=READ_STAGE,
-            reason=reason,
-            error_type=error_type,
-            message=f"{task.path}: {message}",
-            topic=self._cfg.source_label,
-            partition=task.file_index,
-            offset=None,
+        return dead_letter(
+            READ_STAGE,
+            reason,
+            error_type,
+            f"{task.path}: {message}",
             call_id=task.call_id,
             event_time_ms=None,
-            payload_size_bytes=size,
+            topic=self._cfg.source_label,
+            partition=task.file_index,
+            size_bytes=size,
         )
 
 

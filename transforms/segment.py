@@ -36,7 +36,7 @@ from apache_beam.utils.timestamp import Timestamp
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ, ROLES
 from schemas.records import AudioChunk, SegmentationDone, Utterance
-from transforms.recordings import resample
+from transforms.core.audio import resample
 
 _NS: Final = "callqa.segment"
 DONE_TAG: Final = "done"

@@ -31,7 +31,7 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import PaneInfo, WindowedValue
 
 from schemas.expectations import SUITE_VERSION, FrameValidator, frame_of, suite_for
-from schemas.records import DeadLetter, QuarantinedRow, QuarantineWithAck, RowWithAck
+from schemas.records import DeadLetter, QuarantinedRow, QuarantineWithAck, RowWithAck, dead_letter
 from schemas.tables import (
     CALLS,
     DEAD_LETTERS,
@@ -391,15 +391,11 @@ def quarantined_transcript(held: QuarantineWithAck) -> DeadLetter:
     not arrive (so the call does not wait for it). Not written to the dead-letter table: the
     quarantine table has the row."""
     q = held.row
-    return DeadLetter(
-        stage="validate",
-        reason="quarantined",
-        error_type="expectations",
-        message=f"failed {', '.join(q.failed_expectations)}",
-        topic=None,
-        partition=None,
-        offset=None,
+    return dead_letter(
+        "validate",
+        "quarantined",
+        "expectations",
+        f"failed {', '.join(q.failed_expectations)}",
         call_id=q.call_id,
         event_time_ms=q.event_time_ms,
-        payload_size_bytes=None,
     )

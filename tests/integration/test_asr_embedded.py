@@ -24,7 +24,7 @@ from transforms.asr import (
     ModelLayoutError,
     resolve_device,
 )
-from transforms.recordings import encode, resample
+from transforms.core.audio import encode, resample
 
 pytestmark = pytest.mark.slow
 

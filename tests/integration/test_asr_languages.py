@@ -18,7 +18,7 @@ from beam_jobs.speech import add_noise, speak
 from schemas.records import Transcript, Utterance
 from tests.integration.test_asr_embedded import SENTENCES
 from transforms.asr import AsrOptions, model_handler
-from transforms.recordings import encode
+from transforms.core.audio import encode
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 
 from beam_jobs import warehouse
 from beam_jobs.pipeline import run
-from beam_jobs.producer import encode
 from tests.integration.harness import job_args
+from transforms.core.audio import encode
 
 pytestmark = pytest.mark.integration
 

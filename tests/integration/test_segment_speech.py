@@ -24,7 +24,7 @@ from apache_beam.utils.timestamp import Timestamp
 from beam_jobs.models import install_embedded_whisper
 from schemas.records import AudioChunk, SegmentationDone, Transcript, Utterance
 from transforms.asr import AsrOptions, FasterWhisperModelHandler
-from transforms.recordings import encode, resample
+from transforms.core.audio import encode, resample
 from transforms.segment import SegmentOptions, SegmentSpeech, find_utterances
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from beam_jobs.random_models import build_random_qwen3_asr
 from beam_jobs.services import create_topic, unique_name
 from schemas.transcript_events import SCHEMA_PATH
 from tests.integration.harness import job_args, streaming_job
-from transforms.recordings import resample
+from transforms.core.audio import resample
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

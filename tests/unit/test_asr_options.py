@@ -17,12 +17,11 @@ from transforms.asr import (
     detect_model,
     forced_language,
     is_repetitive,
-    language_class,
     pick_language,
     validate_options,
     whisper_window_frames,
 )
-from transforms.asr_transformers import length_buckets
+from transforms.asr_transformers import similar_length_groups
 
 CT2 = ModelKind("faster-whisper", "whisper")
 QWEN = ModelKind("transformers", "qwen3_asr")
@@ -116,28 +115,11 @@ def test_language_hints_force_zh_and_en_only_when_auto() -> None:
     assert forced_language(AsrOptions(model_dir="m", language="en"), utt) == "en"
 
 
-@pytest.mark.parametrize(
-    ("text", "language", "expected"),
-    [
-        ("thank you for calling", "en", "en"),
-        ("您好，请问有什么可以帮您", "zh", "zh"),
-        ("我想查一下我的 account balance", "zh", "zh-en"),
-        ("OK 好的", "en", "zh-en"),
-        ("bonjour madame", "fr", "other"),
-        ("", "en", ""),
-        ("Thank you. See you.", "zh", "en"),  # an English turn under a forced zh
-        ("gracias", "es", "other"),
-    ],
-)
-def test_language_class(text: str, language: str, expected: str) -> None:
-    assert language_class(text, language) == expected
-
-
 def test_length_buckets_keep_padding_small() -> None:
     lengths = [16000, 80000, 17000, 160000, 20000, 90000]
-    buckets = length_buckets(lengths, max_ratio=1.5, max_size=8)
+    buckets = similar_length_groups(lengths, max_ratio=1.5, max_size=8)
     assert buckets == [[0, 2, 4], [1, 5], [3]]
-    assert length_buckets(lengths, max_ratio=100, max_size=2) == [[0, 2], [4, 1], [5, 3]]
+    assert similar_length_groups(lengths, max_ratio=100, max_size=2) == [[0, 2], [4, 1], [5, 3]]
     for b in buckets:
         assert max(lengths[i] for i in b) <= 1.5 * min(lengths[i] for i in b)
 

@@ -1,5 +1,6 @@
-"""``transforms/decode.py``: one test per dead-letter reason, G.711 decoding, and the DoFn in a
-small batch pipeline (outputs, dead letters and counters)."""
+"""``transforms/decode.py``: one test per dead-letter reason, a G.711 record, and the DoFn in a
+small batch pipeline (outputs, dead letters and counters). The codecs themselves:
+``tests/unit/core/test_audio.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.producer import encode
 from schemas import audio
 from schemas.records import DeadLetter, KafkaRecord
 from transforms.decode import (
@@ -21,7 +21,6 @@ from transforms.decode import (
     DecodeAndValidateFn,
     InvalidChunk,
     parse_record,
-    to_pcm_s16le,
 )
 
 CAPTURE_MS = 1_764_072_000_000
@@ -260,55 +259,6 @@ def test_missing_capture_time_uses_the_kafka_timestamp() -> None:
 def test_unknown_headers_are_ignored() -> None:
     chunk = parse_record(record(extra=(("x-trace-id", b"\xff"),)))
     assert chunk.seq == 3
-
-
-# --- G.711 -----------------------------------------------------------------------------------
-
-
-def snr_db(reference: np.ndarray, decoded: np.ndarray) -> float:
-    noise = decoded - reference
-    return float(10 * np.log10(np.sum(reference**2) / np.sum(noise**2)))
-
-
-@pytest.mark.parametrize("codec", [audio.CODEC_MULAW, audio.CODEC_ALAW])
-def test_g711_round_trip_snr(codec: str) -> None:
-    t = np.arange(8000) / 8000
-    sine = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-    payload = encode(sine, codec)
-    assert len(payload) == 8000
-    decoded = np.frombuffer(to_pcm_s16le(payload, codec), dtype="<i2").astype(np.float64)
-    reference = np.round(sine * 32767.0).astype(np.float64)
-    assert snr_db(reference, decoded) > 30.0
-
-
-@pytest.mark.parametrize(
-    ("codec", "code", "linear"),
-    [
-        (audio.CODEC_MULAW, 0xFF, 0),
-        (audio.CODEC_MULAW, 0x7F, 0),  # "negative zero"
-        (audio.CODEC_MULAW, 0x00, -32124),
-        (audio.CODEC_MULAW, 0x80, 32124),
-        (audio.CODEC_MULAW, 0xFE, 8),
-        (audio.CODEC_MULAW, 0x7E, -8),
-        (audio.CODEC_ALAW, 0xD5, 8),
-        (audio.CODEC_ALAW, 0x55, -8),
-        (audio.CODEC_ALAW, 0xAA, 32256),
-        (audio.CODEC_ALAW, 0x2A, -32256),
-    ],
-)
-def test_g711_tables_match_itu_values(codec: str, code: int, linear: int) -> None:
-    decoded = np.frombuffer(to_pcm_s16le(bytes([code]), codec), dtype="<i2")
-    assert decoded.tolist() == [linear]
-
-
-@pytest.mark.parametrize("codec", [audio.CODEC_MULAW, audio.CODEC_ALAW])
-def test_g711_decode_then_encode_is_identity(codec: str) -> None:
-    codes = bytes(range(256))
-    linear = np.frombuffer(to_pcm_s16le(codes, codec), dtype="<i2")
-    again = encode(linear.astype(np.float64) / 32767.0, codec)
-    # mu-law has two zeros (0x7F and 0xFF); the encoder writes 0xFF
-    expected = codes.replace(b"\x7f", b"\xff") if codec == audio.CODEC_MULAW else codes
-    assert again == expected
 
 
 def test_g711_record_decodes_to_s16() -> None:

@@ -14,7 +14,8 @@ import pytest
 from schemas import audio, events
 from schemas.events import AudioChunkEvent
 from schemas.records import KafkaRecord
-from transforms.decode import parse_record, to_pcm_s16le
+from transforms.core.audio import to_pcm_s16le
+from transforms.decode import parse_record
 
 SCHEMA_PATH = Path(events.__file__).with_name("audio_chunk.v1.schema.json")
 CAPTURE_MS = 1_764_072_000_000

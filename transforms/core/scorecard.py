@@ -1,9 +1,9 @@
 """QA scorecards: configurable questions answered from one call's transcripts and metrics.
 
 A scorecard is a YAML file (``load_scorecard``; the packaged one is ``default_scorecard()``,
-``transforms/scorecards/default.yaml``). Each question has a weight, a rule, the role whose turns
-it looks at and a window of the call; ``score_call`` answers every question for one call, as a
-pure function shared by the streaming job, the batch job and tests::
+``transforms/core/scorecards/default.yaml``). Each question has a weight, a rule, the role
+whose turns it looks at and a window of the call; ``score_call`` answers every question for
+one call, as a pure function shared by the streaming job, the batch job and tests::
 
     card = default_scorecard()
     result = score_call(card, transcripts, metrics)  # ScorecardResult
@@ -30,6 +30,7 @@ import yaml
 from rapidfuzz import fuzz
 
 from schemas.records import CallMetrics, ScorecardAnswer, ScorecardResult, Transcript
+from transforms.core.script import HAN, HAN_RANGES
 
 Role = Literal["agent", "customer", "any"]
 ROLES: Final = ("agent", "customer", "any")
@@ -164,11 +165,9 @@ class Scorecard:
 # ---------------------------------------------------------------------------------------------
 # Matching text
 
-_HAN: Final = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_HAN_RE: Final = re.compile(f"[{_HAN}]")
 _APOSTROPHES: Final = re.compile("['\u2018\u2019`]")  # "I'm" and "Im" (ASR drops them) agree
 _SEPARATORS: Final = re.compile(r"[\W_]+")
-_SPACE_BY_HAN: Final = re.compile(f" (?=[{_HAN}])|(?<=[{_HAN}]) ")
+_SPACE_BY_HAN: Final = re.compile(f" (?=[{HAN_RANGES}])|(?<=[{HAN_RANGES}]) ")
 
 
 @lru_cache(maxsize=1)
@@ -193,14 +192,14 @@ def normalize_text(text: str) -> str:
     ``"您好，請 稍等! Thank-you, I'm"`` → ``"您好请稍等thank you im"``.
     """
     text = unicodedata.normalize("NFKC", text).casefold()
-    if _HAN_RE.search(text) and (t2s := _t2s()) is not None:
+    if HAN.search(text) and (t2s := _t2s()) is not None:
         text = t2s(text)
     text = _SEPARATORS.sub(" ", _APOSTROPHES.sub("", text)).strip()
     return _SPACE_BY_HAN.sub("", text)
 
 
 def _is_latin_word_char(ch: str) -> bool:
-    return ch.isalnum() and not _HAN_RE.match(ch)
+    return ch.isalnum() and not HAN.match(ch)
 
 
 def _contains(text: str, phrase: str) -> bool:
@@ -634,5 +633,5 @@ def load_scorecard(path: str | Path) -> Scorecard:
 @lru_cache(maxsize=1)
 def default_scorecard() -> Scorecard:
     """The packaged default scorecard (zh + en phrases), parsed once per process."""
-    resource = resources.files("transforms") / "scorecards" / "default.yaml"
+    resource = resources.files("transforms.core") / "scorecards" / "default.yaml"
     return parse_scorecard(resource.read_text(encoding="utf-8"), source="default scorecard")

@@ -22,6 +22,8 @@ from functools import cache
 from types import ModuleType
 from typing import Any, Final
 
+from transforms.core.script import HAN_RANGES
+
 PHONE: Final = "[PHONE]"
 CN_ID: Final = "[CN_ID]"
 CARD: Final = "[CARD]"
@@ -45,7 +47,6 @@ def _import(module: str, purpose: str) -> ModuleType:
 
 # --- PII redaction ----------------------------------------------------------------------------
 
-_HAN: Final = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 #: Digits as Mandarin ASR writes them when a number is read out digit by digit (幺 is "one" on
 #: the phone).
 _CN_NUMERAL_DIGITS: Final = "零〇一二三四五六七八九幺"
@@ -274,7 +275,7 @@ def _han_tokens(text: str) -> list[str]:
 
 
 _PLACEHOLDER_RE: Final = re.compile("|".join(map(re.escape, PLACEHOLDERS)))
-_WORD_RE: Final = re.compile(rf"[{_HAN}]+|[A-Za-z]+(?:'[A-Za-z]+)*")
+_WORD_RE: Final = re.compile(rf"[{HAN_RANGES}]+|[A-Za-z]+(?:'[A-Za-z]+)*")
 _CN_NUMBER_RE: Final = re.compile(r"[零〇一二三四五六七八九十百千万亿两幺]+")
 # Call-centre filler and courtesy words that the stopwords-iso lists lack; they occur in nearly
 # every call, so they would top every keyword list.
@@ -335,7 +336,7 @@ def top_keywords_across(calls: Sequence[Sequence[str]], k: int = 10) -> tuple[tu
 
 # A Han run runs from a Han character over anything but Latin letters, a Latin run from a
 # letter over anything but Han, so each keeps its punctuation (VADER reads "!!!").
-_SCRIPT_RUN_RE: Final = re.compile(rf"[{_HAN}][^A-Za-z]*|[A-Za-z][^{_HAN}]*")
+_SCRIPT_RUN_RE: Final = re.compile(rf"[{HAN_RANGES}][^A-Za-z]*|[A-Za-z][^{HAN_RANGES}]*")
 _LATIN_WORD_RE: Final = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*")
 # The Chinese scorer is a lexicon pass in VADER's manner, because snownlp (trained on product
 # reviews) fails call-centre speech: it scores the neutral "我想查询一下我的订单" at 0.16

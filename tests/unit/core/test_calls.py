@@ -1,4 +1,4 @@
-"""``transforms/calls.py``: the per-call fold shared by the streaming and batch jobs."""
+"""``transforms/core/calls.py``: the per-call fold shared by the streaming and batch jobs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 
 from schemas.records import AudioChunk, CallRow, ChunkFact, DeadLetter
-from transforms.calls import (
+from transforms.core.calls import (
     CallInfo,
     call_info,
     call_row,

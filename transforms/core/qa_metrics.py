@@ -28,8 +28,8 @@ from typing import Final
 
 from schemas.audio import ROLE_AGENT, ROLE_CUSTOMER, ROLE_MIXED
 from schemas.records import CallMetrics, SentimentQuarters, Transcript
+from transforms.core.script import HAN
 
-_HAN: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD: Final = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
 Span = tuple[int, int]  # [start_ms, end_ms)
@@ -129,7 +129,7 @@ def talk_speed(turns: Sequence[Transcript], pad_ms: int) -> tuple[float | None, 
     words = chars = words_ms = chars_ms = 0
     for t in turns:
         start, end = speech_span(t, pad_ms)
-        n_words, n_chars = len(_LATIN_WORD.findall(t.text)), len(_HAN.findall(t.text))
+        n_words, n_chars = len(_LATIN_WORD.findall(t.text)), len(HAN.findall(t.text))
         if n_words and n_chars:  # code-switched: split the time by share of tokens
             share = n_words / (n_words + n_chars)
             words_ms += int((end - start) * share)
@@ -191,7 +191,7 @@ def call_metrics(
     customer_q = sentiment_quarters(by_role[ROLE_CUSTOMER], start_ms, end_ms)
     confidences = [t.confidence for t in ts]
 
-    from transforms.text_analytics import top_keywords
+    from transforms.core.text_analytics import top_keywords
 
     return CallMetrics(
         duration_s=round((end_ms - start_ms) / 1000, 3),

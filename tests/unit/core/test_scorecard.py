@@ -1,4 +1,5 @@
-"""``transforms/scorecard.py``: rules, windows, roles, matching, the default card, the loader."""
+"""``transforms/core/scorecard.py``: rules, windows, roles, matching, the default card and
+the loader."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from schemas.records import CallMetrics, Transcript
 from tests.records import T0
 from tests.records import call_metrics as metrics
-from transforms.scorecard import (
+from transforms.core.scorecard import (
     EVIDENCE_MAX_CHARS,
     Condition,
     InterruptionRule,
@@ -82,7 +83,7 @@ def test_normalize_folds_traditional_to_simplified():
 
 
 def test_normalize_without_opencc_still_matches_simplified(monkeypatch):
-    import transforms.scorecard as scorecard
+    import transforms.core.scorecard as scorecard
 
     monkeypatch.setattr(scorecard, "_t2s", lambda: None)
     assert normalize_text("請 稍等") == "請稍等"

@@ -1,11 +1,11 @@
-"""Per-call QA metrics (``transforms.qa_metrics``): pure functions on hand-made transcripts."""
+"""Per-call QA metrics (``transforms.core.qa_metrics``): pure functions on hand-made transcripts."""
 
 from __future__ import annotations
 
 import pytest
 
 from schemas.records import SentimentQuarters, Transcript
-from transforms.qa_metrics import (
+from transforms.core.qa_metrics import (
     QaOptions,
     call_metrics,
     gaps,
