@@ -66,6 +66,11 @@ _OK: Final = (PROCESSED, SKIPPED)
 #: telephony producer's 100 ms, and bounded runs segment each channel whole, so nothing else
 #: changes. With cross-bundle ASR batching, 30 min of recordings took 367 s instead of 463 s.
 BATCH_CHUNK_MS: Final = 1000
+#: A bounded run segments every channel only when the watermark reaches the end of its input,
+#: so all of a run's audio waits in segmentation state first: 3 minutes into 30 minutes of
+#: recordings the launcher held 1.2 GB and Prism 1.0 GB. Waves of one audio hour bound that;
+#: each costs one Prism start (seconds), and an interrupted run resumes at its wave.
+DEFAULT_WAVE_AUDIO_S: Final = 3600.0
 
 
 class BatchJobOptions(PipelineOptions):
@@ -87,6 +92,10 @@ class BatchJobOptions(PipelineOptions):
         g.add_argument(
             "--max_recording_s", type=float, default=RecordingsConfig.max_recording_s,
             help="longer files are dead-lettered (recording_too_long)",
+        )  # fmt: skip
+        g.add_argument(
+            "--wave_audio_s", type=float, default=DEFAULT_WAVE_AUDIO_S,
+            help="files run in waves of at most this much audio, one pipeline each",
         )  # fmt: skip
         g.add_argument(
             "--summary_json", default="",
@@ -131,6 +140,7 @@ class BatchConfig:
     recordings: RecordingsConfig
     job: JobConfig
     reprocess: bool
+    wave_audio_s: float
     summary_json: str
     ceiling_sample_s: float
     progress: str
@@ -144,6 +154,8 @@ def batch_config(options: PipelineOptions) -> BatchConfig:
     paths = sorted({p for pattern in o.recordings for p in glob_paths(pattern)})
     if not paths:
         raise ValueError("no recordings: pass --recordings=FILE_OR_GLOB (wav, flac, mp3)")
+    if o.wave_audio_s <= 0:
+        raise ValueError("--wave_audio_s must be > 0")
     if o.ceiling_sample_s < 0:
         raise ValueError("--ceiling_sample_s must be >= 0")
     asr = asr_options(shared, bounded=True)  # --asr and friends, as for the streaming job
@@ -162,6 +174,7 @@ def batch_config(options: PipelineOptions) -> BatchConfig:
         recordings=RecordingsConfig(chunk_ms=o.chunk_ms, max_recording_s=o.max_recording_s),
         job=job,
         reprocess=o.reprocess,
+        wave_audio_s=o.wave_audio_s,
         summary_json=o.summary_json or str(Path(shared.output_dir) / "batch_summary.json"),
         ceiling_sample_s=o.ceiling_sample_s,
         progress=o.progress,
@@ -176,6 +189,20 @@ def glob_paths(pattern: str) -> list[str]:
     if not glob.has_magic(pattern):
         return [pattern]
     return [p for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
+
+
+def waves(todo: Sequence[FilePlan], max_audio_s: float) -> list[list[FilePlan]]:
+    """``todo`` in order, cut into runs of at most ``max_audio_s`` of audio (a longer file is a
+    wave of its own; files of unknown length count as none)."""
+    out: list[list[FilePlan]] = []
+    total = 0.0
+    for f in todo:
+        if not out or (f.audio_s > 0 and total + f.audio_s > max_audio_s):
+            out.append([])
+            total = 0.0
+        out[-1].append(f)
+        total += f.audio_s
+    return out
 
 
 def row_complete(row: dict[str, Any], with_asr: bool) -> bool:
@@ -387,28 +414,30 @@ def _progress(total_s: float, n_files: int, mode: str) -> Iterator[Any]:
 
 
 def _run_pipeline(
-    cfg: BatchConfig, options: PipelineOptions, todo: list[FilePlan]
+    cfg: BatchConfig, options: PipelineOptions, wave: list[FilePlan], bar: Any, before: str
 ) -> tuple[float, int, int]:
-    """Run the job over ``todo`` with a progress bar; returns ``asr_stats``."""
+    """Run the job over one wave, moving ``bar`` on; returns ``asr_stats``."""
     p = beam.Pipeline(options=options)
-    read = p | "ReadRecordings" >> ReadRecordings([f.task for f in todo], cfg.recordings)
+    read = p | "ReadRecordings" >> ReadRecordings([f.task for f in wave], cfg.recordings)
     build_pipeline(p, cfg.job, records=read.records, source_dead_letters=read.dead_letter)
     result = p.run()
-    prior = {f.task.call_id: f.prior_version for f in todo}
-    seconds = {f.task.call_id: f.audio_s for f in todo}
+    prior = {f.task.call_id: f.prior_version for f in wave}
+    seconds = {f.task.call_id: f.audio_s for f in wave}
+    start_n, start_files = bar.n, before
     # One waiter: the portable runner's wait_until_finish(duration) starts a reader of the job's
     # message stream per call, and a second reader breaks the stream (gRPC error 8).
     ended: Future[Any] = Future()
     threading.Thread(target=_wait, args=(result, ended), name="batch-wait", daemon=True).start()
-    with _progress(sum(seconds.values()), len(todo), cfg.progress) as bar:
-        while True:
-            try:
-                state = ended.result(timeout=2.0)
-                break
-            except FutureTimeout:
-                done = _finished_calls(cfg.job.output_dir, prior)
-                bar.n = round(sum(seconds[c] for c in done), 1)
-                bar.set_postfix_str(f"files {len(done)}/{len(todo)}")
+    while True:
+        try:
+            state = ended.result(timeout=2.0)
+            break
+        except FutureTimeout:
+            done = _finished_calls(cfg.job.output_dir, prior)
+            bar.n = round(start_n + sum(seconds[c] for c in done), 1)
+            bar.set_postfix_str(f"{start_files}, this wave {len(done)}/{len(wave)} files")
+    bar.n = round(start_n + sum(seconds.values()), 1)
+    bar.refresh()
     if state != PipelineState.DONE:
         raise RuntimeError(f"the batch pipeline ended {state}; see the log above")
     return asr_stats(result)
@@ -456,7 +485,12 @@ def run_batch(argv: Sequence[str]) -> int:
         versions = tuple((f.task.call_id, f.prior_version) for f in todo if f.prior_version)
         cfg = _with_prior_versions(cfg, versions)
         t0 = time.perf_counter()
-        asr = _run_pipeline(cfg, options, todo)
+        asr = (0.0, 0, 0)
+        runs = waves(todo, cfg.wave_audio_s)
+        with _progress(sum(f.audio_s for f in todo), len(todo), cfg.progress) as bar:
+            for i, wave in enumerate(runs, 1):
+                stats = _run_pipeline(cfg, options, wave, bar, f"wave {i}/{len(runs)}")
+                asr = (asr[0] + stats[0], asr[1] + stats[1], asr[2] + stats[2])
         wall_s = time.perf_counter() - t0
         stored = {r["call_id"]: r for r in warehouse.final_calls(out)}
     results = file_results(plans, stored, warehouse.dead_letters(out), with_asr)

@@ -26,6 +26,7 @@ from beam_jobs.batch import (
     plan_files,
     row_complete,
     summary_line,
+    waves,
 )
 from schemas.records import RecordingTask
 from transforms.recordings import (
@@ -174,3 +175,15 @@ def test_progress_counts_new_final_rows_and_read_dead_letters(tmp_path: Path) ->
     (letters / "read.unreadable_audio.e.0123456789abcdef.parquet").touch()
     prior = {"a": 0, "b": 1, "c": 1, "d": 0, "e": 0, "x.y": 0}
     assert _finished_calls(str(tmp_path), prior) == {"a", "b", "e", "x.y"}
+
+
+def test_waves_cut_the_plan_by_audio_in_order() -> None:
+    def sized(call_id: str, seconds: float) -> FilePlan:
+        return plan_of(call_id, 0)._replace(audio_s=seconds)
+
+    todo = [sized("a", 1500), sized("b", 1500), sized("c", 1500), sized("d", 5000),
+            sized("bad", 0), sized("e", 100)]  # fmt: skip
+    cut = [[f.task.call_id for f in w] for w in waves(todo, 3600)]
+    assert cut == [["a", "b"], ["c"], ["d", "bad"], ["e"]]
+    assert [len(w) for w in waves(todo, 1e9)] == [6]
+    assert waves([], 3600) == []
