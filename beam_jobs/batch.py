@@ -282,6 +282,7 @@ class Throughput:
     asr_busy_s: float = 0.0  # RunInference's time in the model, inside the job
     asr_batches: int = 0
     asr_utterances: int = 0
+    waves: int = 1  # pipelines run (--wave_audio_s)
 
     @property
     def audio_h_per_wall_h(self) -> float:
@@ -333,7 +334,9 @@ def summary_line(results: Sequence[FileResult], tp: Throughput | None) -> str:
     lines = [f"callqa batch: {len(results)} recordings: {', '.join(parts)}"]
     if tp is not None and tp.audio_s > 0:
         line = (
-            f"throughput: {tp.audio_s / 3600:.3f} audio h in {tp.wall_s:.0f} s = "
+            f"throughput: {tp.audio_s / 3600:.3f} audio h in {tp.wall_s:.0f} s"
+            + (f" ({tp.waves} waves)" if tp.waves > 1 else "")
+            + " = "
             f"{tp.audio_h_per_wall_h:.2f} audio h per wall h"
         )
         ceiling = tp.ceiling_audio_h_per_wall_h
@@ -371,6 +374,7 @@ def write_summary(
             "asr_busy_s": tp.asr_busy_s,
             "asr_batches": tp.asr_batches,
             "asr_utterances": tp.asr_utterances,
+            "waves": tp.waves,
         },
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -500,6 +504,7 @@ def run_batch(argv: Sequence[str]) -> int:
             asr_busy_s=asr[0],
             asr_batches=asr[1],
             asr_utterances=asr[2],
+            waves=len(runs),
         )
     code = 0 if all(r.status in _OK for r in results) else 1
     print(format_table(results))

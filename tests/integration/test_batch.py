@@ -36,9 +36,10 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
         os.utime(f, (MTIME_S, MTIME_S))
     out = tmp_path / "out"
 
+    # two pipelines (--wave_audio_s): 7 s of audio (the call-a files, call-b, call-c), then 6
     rc = main(["batch", "--runner=PrismRunner", f"--prism_location={prism_location}",
                f"--recordings={rec}/*", f"--recordings={rec}/again/*.wav",
-               f"--output_dir={out}", "--max_recording_s=4"])  # fmt: skip
+               f"--output_dir={out}", "--max_recording_s=4", "--wave_audio_s=7"])  # fmt: skip
 
     assert rc == 1  # not every file has a complete row
     rows = {r["call_id"]: r for r in warehouse.final_calls(out)}
@@ -62,6 +63,7 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
         ("rec", "call-d"): "failed", ("rec", "call-e"): "failed",
     }  # fmt: skip
     assert summary["exit_code"] == 1 and summary["counts"] == {"processed": 2, "failed": 4}
+    assert summary["throughput"]["waves"] == 2
 
 
 @pytest.mark.slow
