@@ -16,7 +16,7 @@ from tests.integration.harness import job_args, streaming_job
 
 pytestmark = pytest.mark.integration
 
-ALLOWED_LATENESS_S = 6.0
+ALLOWED_LATENESS_S = 30.0  # room for a slow machine's final row before the call expires
 
 
 def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
@@ -43,9 +43,9 @@ def test_live_final_late_correction_and_too_late(
     producer = new_producer(kafka_bootstrap)
     with streaming_job(argv):
         send_events(producer, topic, on_time, realtime=True, progress=False)
-        assert _wait(lambda: warehouse.final_calls(out), 30), "no final row"
+        assert _wait(lambda: warehouse.final_calls(out), 60), "no final row"
         send_events(producer, topic, [held_back], realtime=False, progress=False)
-        assert _wait(lambda: warehouse.final_calls(out)[0]["version"] == 2, 30), "no correction"
+        assert _wait(lambda: warehouse.final_calls(out)[0]["version"] == 2, 60), "no correction"
         # Past end + allowed lateness (the idle source moves the watermark with the clock).
         time.sleep(ALLOWED_LATENESS_S + 4)
         send_events(producer, topic, [held_back._replace(seq=999)], realtime=False, progress=False)
