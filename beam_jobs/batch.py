@@ -45,7 +45,6 @@ from beam_jobs.runner import runner_options
 from schemas.records import RecordingTask
 from schemas.tables import CALLS, DEAD_LETTERS
 from transforms.analyze import AnalyzeOptions
-from transforms.asr import AsrOptions
 from transforms.parquet_sink import safe_name
 from transforms.recordings import (
     READ_STAGE,
@@ -427,7 +426,7 @@ def _run_pipeline(
     result = p.run()
     prior = {f.task.call_id: f.prior_version for f in wave}
     seconds = {f.task.call_id: f.audio_s for f in wave}
-    start_n, start_files = bar.n, before
+    start_n = bar.n
     # One waiter: the portable runner's wait_until_finish(duration) starts a reader of the job's
     # message stream per call, and a second reader breaks the stream (gRPC error 8).
     ended: Future[Any] = Future()
@@ -439,7 +438,7 @@ def _run_pipeline(
         except FutureTimeout:
             done = _finished_calls(cfg.job.output_dir, prior)
             bar.n = round(start_n + sum(seconds[c] for c in done), 1)
-            bar.set_postfix_str(f"{start_files}, this wave {len(done)}/{len(wave)} files")
+            bar.set_postfix_str(f"{before}, this wave {len(done)}/{len(wave)} files")
     bar.n = round(start_n + sum(seconds.values()), 1)
     bar.refresh()
     if state != PipelineState.DONE:
@@ -499,13 +498,9 @@ def run_batch(argv: Sequence[str]) -> int:
         stored = {r["call_id"]: r for r in warehouse.final_calls(out)}
     results = file_results(plans, stored, warehouse.dead_letters(out), with_asr)
     if todo:
-        tp = replace(
-            _throughput(cfg, results, wall_s),
-            asr_busy_s=asr[0],
-            asr_batches=asr[1],
-            asr_utterances=asr[2],
-            waves=len(runs),
-        )
+        tp = _throughput(cfg, results, stored, wall_s)
+        tp = replace(tp, asr_busy_s=asr[0], asr_batches=asr[1], asr_utterances=asr[2],
+                     waves=len(runs))  # fmt: skip
     code = 0 if all(r.status in _OK for r in results) else 1
     print(format_table(results))
     print(summary_line(results, tp))
@@ -520,9 +515,14 @@ def _with_prior_versions(cfg: BatchConfig, versions: tuple[tuple[str, int], ...]
     )
 
 
-def _throughput(cfg: BatchConfig, results: Sequence[FileResult], wall_s: float) -> Throughput:
+def _throughput(
+    cfg: BatchConfig,
+    results: Sequence[FileResult],
+    stored: dict[str, dict[str, Any]],
+    wall_s: float,
+) -> Throughput:
     """This run's audio and speech, and (with ASR) the backend batched by hand on a sample of
-    its utterances, cut from the same files."""
+    its utterances, cut from the same files (``stored``: the latest final row per call)."""
     ran = [r for r in results if r.status in (PROCESSED, PARTIAL, INCOMPLETE)]
     audio_s = sum(r.audio_s for r in ran)
     asr = cfg.job.asr
@@ -533,20 +533,10 @@ def _throughput(cfg: BatchConfig, results: Sequence[FileResult], wall_s: float) 
     speech_s = sum((t["end_ms"] - t["start_ms"]) / 1000 for t in rows)
     ceiling = None
     if cfg.ceiling_sample_s > 0 and rows:
-        ceiling = _ceiling(asr, ran, rows, cfg.ceiling_sample_s, cfg.job.output_dir)
+        from beam_jobs.ceiling import batched_speech_rate, utterances_from_recordings
+
+        starts = {c: r["start_ms"] for c, r in stored.items()}
+        paths = {r.call_id: r.path for r in ran}
+        utts = utterances_from_recordings(rows, paths, starts, cfg.ceiling_sample_s)
+        ceiling = batched_speech_rate(asr, utts)
     return Throughput(audio_s, speech_s, wall_s, ceiling)
-
-
-def _ceiling(
-    asr: AsrOptions,
-    ran: Sequence[FileResult],
-    rows: Sequence[dict[str, Any]],
-    sample_s: float,
-    out: str,
-) -> float:
-    from beam_jobs.ceiling import batched_speech_rate, utterances_from_recordings
-
-    starts = {r["call_id"]: r["start_ms"] for r in warehouse.final_calls(out)}
-    paths = {r.call_id: r.path for r in ran}
-    utts = utterances_from_recordings(rows, paths, starts, sample_s)
-    return batched_speech_rate(asr, utts)
