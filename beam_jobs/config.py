@@ -9,10 +9,10 @@ from typing import Final
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from transforms.aggregate import AggregationConfig
 from transforms.analyze import AnalyzeOptions
 from transforms.asr import AsrOptions, detect_model, validate_options
 from transforms.commit import CommitConfig
+from transforms.core.lifecycle import AggregationConfig
 from transforms.core.qa_metrics import QaOptions
 from transforms.kafka_sink import TranscriptSinkConfig
 from transforms.kafka_source import KafkaSourceConfig

@@ -30,11 +30,12 @@ from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import runner_options
 from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
-from transforms.aggregate import INCOMPLETE_COUNTER, AggregateCalls
+from transforms.aggregate import AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
 from transforms.asr import Transcribe
 from transforms.audit import AuditLateness
 from transforms.commit import CommitOffsets
+from transforms.core.lifecycle import INCOMPLETE_COUNTER
 from transforms.decode import DecodeAndValidate
 from transforms.kafka_sink import PublishTranscripts
 from transforms.kafka_source import ReadAudioChunks

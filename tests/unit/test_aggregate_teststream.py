@@ -27,11 +27,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.test_stream import TestStream as BeamTestStream  # not a pytest class
 from apache_beam.testing.util import assert_that, equal_to
-from apache_beam.transforms.window import TimestampedValue
+from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import AudioChunk, CallRow, DeadLetter, OffsetAck, RowWithAck
-from transforms.aggregate import AggregateCalls, AggregationConfig
+from transforms.aggregate import AggregateCalls
+from transforms.core.lifecycle import END_OF_INPUT_MS, AggregationConfig
 
 BASE_MS = 1_764_072_000_000  # 2025-11-25T12:00:00Z
 CALL = "c-0001"
@@ -266,32 +267,6 @@ def test_late_but_allowed_chunk_yields_a_correction(runner_clock: None) -> None:
     )
 
 
-def test_pending_correction_is_emitted_at_expiry_without_processing_time() -> None:
-    # No processing-time advance: the correction timer never fires, so the expiry timer at
-    # end + allowed lateness must emit the correction before forgetting the chunks.
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(stamped(chunk(0, 0), chunk(1, 100)))
-        .advance_watermark_to(wm(10_000))
-        .add_elements(stamped(chunk(2, 200)))
-        .advance_watermark_to(wm(120_000))  # past end + 60 s
-        .add_elements(stamped(chunk(3, 300, offset=3)))
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))
-        .advance_watermark_to_infinity()
-    )
-    run_stream(
-        stream,
-        CFG,
-        [
-            (1, True, "inactivity", 2, 0, 200, 1, None),
-            (2, True, "late_correction", 3, 0, 300, 2, None),
-            (2, True, "late_correction", 3, 0, 300, 2, ("audio", 2, ((0, 3),))),
-        ],
-        [("aggregate", "too_late", CALL, 3)],
-    )
-
-
 def test_too_late_chunk_is_dead_lettered_and_changes_nothing() -> None:
     stream = (
         BeamTestStream()
@@ -515,71 +490,6 @@ def test_bounded_runs_close_on_the_marker_only_once_the_watermark_passes_it() ->
     run_stream(stream, cfg, [(*final, None), (*final, ("audio", 2, ((0, 3),)))], [])
 
 
-def test_streaming_closes_at_the_marker_at_once() -> None:
-    # Without it (the streaming default) the same order closes at the marker: a premature
-    # final, corrected by version 2 once the earlier chunks arrive.
-    stream = (
-        BeamTestStream()
-        .add_elements(stamped(chunk(2, 200, end_of_call=True)))
-        .add_elements(stamped(chunk(0, 0), chunk(1, 100)))
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))
-        .advance_watermark_to_infinity()
-    )
-    rows = [
-        (1, True, "end_of_call", 1, 200, 300, 2, None),
-        (2, True, "late_correction", 3, 0, 300, 2, None),
-        (2, True, "late_correction", 3, 0, 300, 2, ("audio", 2, ((0, 3),))),
-    ]
-    run_stream(stream, CFG, rows, [("aggregate", "seq_gap", CALL, None)])  # seen at v1
-
-
-def test_a_duplicate_arriving_after_the_final_row_is_dead_lettered_too() -> None:
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(stamped(chunk(0, 0), chunk(1, 100)))
-        .advance_watermark_to(wm(10_000))  # final v1
-        .add_elements(stamped(chunk(1, 100, offset=7)))  # the same seq again, late
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))
-        .advance_watermark_to_infinity()
-    )
-    run_stream(
-        stream,
-        CFG,
-        [
-            (1, True, "inactivity", 2, 0, 200, 1, None),
-            (2, True, "late_correction", 2, 0, 200, 7, None),
-            (2, True, "late_correction", 2, 0, 200, 7, ("audio", 2, ((0, 2), (7, 8)))),
-        ],
-        [("aggregate", "duplicate_seq", CALL, 7)],
-    )
-
-
-def test_an_expired_call_is_forgotten_after_the_tombstone_ttl() -> None:
-    # Within tombstone_ttl_s of expiry a chunk is too late; after it, the key's state is gone
-    # and the id starts a new call (call ids must be unique: documented).
-    expiry_ms = 200 + 60_000
-    forget_ms = expiry_ms + 600_000
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(stamped(chunk(0, 0)))
-        .advance_watermark_to(wm(expiry_ms + 1_000))  # closed and expired
-        .add_elements(stamped(chunk(1, 100, offset=5)))
-        .advance_watermark_to(wm(forget_ms + 1_000))  # tombstone gone
-        .add_elements(stamped(chunk(0, forget_ms + 2_000, offset=9)))
-        .advance_watermark_to(wm(forget_ms + 200_000))
-        .advance_watermark_to_infinity()
-    )
-    start = forget_ms + 2_000
-    run_stream(
-        stream,
-        CFG,
-        [
-            (1, True, "inactivity", 1, 0, 100, 0, None),
-            (1, True, "inactivity", 1, 0, 100, 0, ("audio", 2, ((0, 1),))),
-            (1, True, "inactivity", 1, start, start + 100, 9, None),
-            (1, True, "inactivity", 1, start, start + 100, 9, ("audio", 2, ((9, 10),))),
-        ],
-        [("aggregate", "too_late", CALL, 5)],
-    )
+def test_the_lifecycles_end_of_input_is_the_global_windows_end_a_second_early() -> None:
+    end_micros = GlobalWindow().max_timestamp().micros
+    assert end_micros // 1000 - 1000 == END_OF_INPUT_MS

@@ -29,7 +29,8 @@ from tests.unit.test_aggregate_teststream import (
     stamped,
     wm,
 )
-from transforms.aggregate import INCOMPLETE_COUNTER, AggregateCalls, AggregationConfig
+from transforms.aggregate import AggregateCalls
+from transforms.core.lifecycle import INCOMPLETE_COUNTER, AggregationConfig
 
 ASR_CFG = replace(CFG, await_transcripts=True, transcript_timeout_s=20, scorecard="off")
 
@@ -108,41 +109,6 @@ def test_final_row_waits_for_the_announced_transcripts() -> None:
     run_stream(
         stream,
         [(1, True, "end_of_call", 2, True, 0, False), (1, True, "end_of_call", 2, True, 0, True)],
-        [],
-    )
-
-
-def test_a_marker_delivered_twice_or_a_refired_flush_counts_each_utterance_once() -> None:
-    # Prism 2.77 under load: the same marker twice, and a later one re-announcing utterance 0
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(0, 1_000), done(0, 1_000), done(0)))
-        .add_elements(at(500, transcript(0, "hello"), transcript(1_000, "goodbye")))
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))
-        .advance_watermark_to_infinity()
-    )
-    run_stream(
-        stream,
-        [(1, True, "end_of_call", 2, True, 0, False), (1, True, "end_of_call", 2, True, 0, True)],
-        [],
-    )
-
-
-def test_an_asr_failure_counts_towards_completeness() -> None:
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(0, 50)))
-        .add_elements(at(500, transcript(0, "hello"), failure()))
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))
-        .advance_watermark_to_infinity()
-    )
-    run_stream(
-        stream,
-        [(1, True, "end_of_call", 1, True, 1, False), (1, True, "end_of_call", 1, True, 1, True)],
         [],
     )
 
@@ -247,7 +213,7 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
             ]
         ),
     )
-    with caplog.at_level(logging.WARNING, logger="transforms.aggregate"):
+    with caplog.at_level(logging.WARNING, logger="transforms.core.lifecycle"):
         result = p.run()
         result.wait_until_finish()
     # the user is told which call went out short, and by how much; the run counts it (the
@@ -256,68 +222,3 @@ def test_bounded_run_closes_a_call_missing_a_transcript_at_the_end_of_the_input(
         caplog.text
     )
     assert counter_total(result, INCOMPLETE_COUNTER) == 1
-
-
-def test_a_call_processed_again_continues_its_versions() -> None:
-    """The batch job's --reprocess (or a retry of a row without transcripts): the stored row
-    is v2, so this run's final row is v3 and supersedes it, with the gap letters reported
-    again as this run's first final row."""
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-    p = beam.Pipeline(runner=FnApiRunner())
-    items = [chunk(0, 0), chunk(2, 200, end_of_call=True), done(0), transcript(0, "hello")]
-    stamped_items = (
-        p | beam.Create(items) | beam.Map(lambda i: TimestampedValue(i, BASE_MS / 1000.0 + 0.2))
-    )
-    cfg = replace(ASR_CFG, marker_waits_for_watermark=True, bounded=True,
-                  prior_versions=((CALL, 2), ("another-call", 5)))  # fmt: skip
-    out = aggregate(stamped_items, cfg)
-    assert_that(
-        out.rows | beam.Map(row_key),
-        equal_to([(3, True, "end_of_call", 1, True, 0, False),
-                  (3, True, "end_of_call", 1, True, 0, True)]),
-    )  # fmt: skip
-    assert_that(
-        out.dead_letter | "LetterKey" >> beam.Map(lambda d: d.reason),
-        equal_to(["seq_gap"]),
-        label="letters",
-    )
-    result = p.run()
-    result.wait_until_finish()
-    assert counter_total(result, INCOMPLETE_COUNTER) == 0
-
-
-def test_expiry_waits_one_more_timeout_for_missing_transcripts(runner_clock: None) -> None:
-    """Event time racing ahead (a backlog) must not expire a call whose transcripts are still
-    coming: expiry waits up to one more transcript timeout of processing time."""
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(stamped(chunk(0, 0), chunk(1, 100, end_of_call=True)))
-        .add_elements(at(200, done(0, 1_000), transcript(0, "hello")))
-        .advance_processing_time(25)  # transcript timeout: final v1 without the second one
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))  # expiry due, but a transcript is missing
-        .add_elements(at(PAST_EXPIRY_MS, transcript(1_000, "goodbye")))  # still in time
-        .advance_processing_time(5)  # the correction, then expiry (now complete)
-        .advance_watermark_to_infinity()
-    )
-    run_stream(
-        stream,
-        [
-            (1, True, "end_of_call", 1, False, 0, False),
-            (2, True, "late_correction", 2, True, 0, False),
-            (2, True, "late_correction", 2, True, 0, True),
-        ],
-        [],
-    )
-
-
-def test_transcripts_of_a_call_that_never_opened_are_dead_lettered() -> None:
-    stream = (
-        BeamTestStream()
-        .advance_watermark_to(wm(0))
-        .add_elements(at(100, transcript(0, "hello from nowhere")))
-        .advance_watermark_to(wm(PAST_EXPIRY_MS))
-        .advance_watermark_to_infinity()
-    )
-    run_stream(stream, [], [("aggregate", "transcript_too_late", CALL, None)])
