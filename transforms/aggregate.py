@@ -27,7 +27,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import ChunkFact, RowWithAck, Transcript
+from schemas.records import RowWithAck
 from transforms.commit import offset_acks
 from transforms.core.lifecycle import (
     COUNTERS,
@@ -53,9 +53,8 @@ class AggregateCallFn(beam.DoFn):
     Metrics (namespace ``callqa.aggregate``): ``transforms.core.lifecycle.COUNTERS``.
     """
 
-    FACTS = BagStateSpec("facts", PickleCoder())
-    TRANSCRIPTS = BagStateSpec("transcripts", PickleCoder())
-    DONE = BagStateSpec("done", PickleCoder())
+    #: The call's chunk facts, transcripts and markers in one bag (``CallLog.of_one``).
+    LOG = BagStateSpec("log", PickleCoder())
     META = ReadModifyWriteStateSpec("meta", PickleCoder())
     EVENT_TIMER = TimerSpec("event", TimeDomain.WATERMARK)
     WALL_TIMER = TimerSpec("wall", TimeDomain.REAL_TIME)
@@ -79,71 +78,50 @@ class AggregateCallFn(beam.DoFn):
     def process(
         self,
         element: tuple[str, Any],
-        facts: Any = beam.DoFn.StateParam(FACTS),
-        transcripts: Any = beam.DoFn.StateParam(TRANSCRIPTS),
-        done: Any = beam.DoFn.StateParam(DONE),
+        log: Any = beam.DoFn.StateParam(LOG),
         meta: Any = beam.DoFn.StateParam(META),
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
-        yield from self._step(element[1], facts, transcripts, done, meta, event_timer, wall_timer)
+        yield from self._step(element[1], log, meta, event_timer, wall_timer)
 
     @on_timer(EVENT_TIMER)
     def on_event_time(
         self,
         fire_ts: Any = beam.DoFn.TimestampParam,
-        facts: Any = beam.DoFn.StateParam(FACTS),
-        transcripts: Any = beam.DoFn.StateParam(TRANSCRIPTS),
-        done: Any = beam.DoFn.StateParam(DONE),
+        log: Any = beam.DoFn.StateParam(LOG),
         meta: Any = beam.DoFn.StateParam(META),
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
         fired = EventTimerFired(fire_ts.micros // 1000)
-        yield from self._step(fired, facts, transcripts, done, meta, event_timer, wall_timer)
+        yield from self._step(fired, log, meta, event_timer, wall_timer)
 
     @on_timer(WALL_TIMER)
     def on_wall_time(
         self,
-        facts: Any = beam.DoFn.StateParam(FACTS),
-        transcripts: Any = beam.DoFn.StateParam(TRANSCRIPTS),
-        done: Any = beam.DoFn.StateParam(DONE),
+        log: Any = beam.DoFn.StateParam(LOG),
         meta: Any = beam.DoFn.StateParam(META),
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
-        fired = WallTimerFired()
-        yield from self._step(fired, facts, transcripts, done, meta, event_timer, wall_timer)
+        yield from self._step(WallTimerFired(), log, meta, event_timer, wall_timer)
 
     def _step(
-        self,
-        event: Event,
-        facts: Any,
-        transcripts: Any,
-        done: Any,
-        meta: Any,
-        event_timer: Any,
-        wall_timer: Any,
+        self, event: Event, log: Any, meta: Any, event_timer: Any, wall_timer: Any
     ) -> Iterator[Any]:
         """Read the key's state, take one lifecycle step, write back what it asks for."""
-        log = CallLog(facts.read, transcripts.read, done.read)
-        step: Step = self._lifecycle.step(meta.read(), log, event, Timestamp.now().micros / 1e6)
+        logs = CallLog.of_one(log.read)
+        step: Step = self._lifecycle.step(meta.read(), logs, event, Timestamp.now().micros / 1e6)
         for item in step.append:
-            if isinstance(item, ChunkFact):
-                facts.add(item)
-            elif isinstance(item, Transcript):
-                transcripts.add(item)
-            else:
-                done.add(item)
+            log.add(item)
         for emit in step.rows:
-            acks = offset_acks(emit.row.source_topic, facts.read()) if emit.with_offsets else ()
+            acks = offset_acks(emit.row.source_topic, logs.facts()) if emit.with_offsets else ()
             yield RowWithAck(emit.row, acks)
         for dl in step.dead_letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
         if step.clear_logs:
-            facts.clear()
-            transcripts.clear()
-            done.clear()
+            log.clear()
         if step.timers.event_ms is not None:
             event_timer.set(Timestamp(micros=step.timers.event_ms * 1000))
         if step.timers.clear_wall:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -191,6 +191,21 @@ class CallLog(NamedTuple):
     ) -> CallLog:
         f, t, d = list(facts), list(transcripts), list(done)
         return cls(lambda: f, lambda: t, lambda: d)
+
+    @classmethod
+    def of_one(cls, read: Callable[[], Iterable[ChunkFact | Transcript | Done]]) -> CallLog:
+        """The three logs kept in one store (the job's one bag state), told apart by type."""
+
+        def facts() -> Iterator[ChunkFact]:
+            return (x for x in read() if isinstance(x, ChunkFact))
+
+        def transcripts() -> Iterator[Transcript]:
+            return (x for x in read() if isinstance(x, Transcript))
+
+        def done() -> Iterator[Done]:
+            return (x for x in read() if isinstance(x, SegmentationDone | FailedUtterance))
+
+        return cls(facts, transcripts, done)
 
 
 class Emit(NamedTuple):

@@ -16,7 +16,6 @@ import pytest
 from schemas.records import (
     AudioChunk,
     CallRow,
-    ChunkFact,
     DeadLetter,
     SegmentationDone,
     Transcript,
@@ -127,9 +126,7 @@ class Key:
     def __init__(self, cfg: AggregationConfig) -> None:
         self.lifecycle = CallLifecycle(cfg)
         self.meta: CallMeta | None = None
-        self.facts: list[Any] = []
-        self.transcripts: list[Any] = []
-        self.done: list[Any] = []
+        self.log: list[Any] = []  # the call's facts, transcripts and markers, as the job's bag
         self.event_ms: int | None = None
         self.wall_s: float | None = None
         self.now_s = NOW_S
@@ -138,20 +135,15 @@ class Key:
         self.counts: Counter[str] = Counter()
 
     def send(self, event: Any) -> Step:
-        log = CallLog.of(self.facts, self.transcripts, self.done)
-        step = self.lifecycle.step(self.meta, log, event, self.now_s)
-        for item in step.append:
-            if isinstance(item, ChunkFact):
-                self.facts.append(item)
-            elif isinstance(item, Transcript):
-                self.transcripts.append(item)
-            else:
-                self.done.append(item)
+        logs = CallLog.of_one(lambda: list(self.log))
+        step = self.lifecycle.step(self.meta, logs, event, self.now_s)
+        self.log.extend(step.append)
         for emit in step.rows:
-            self.rows.append((emit.row, len(self.facts) if emit.with_offsets else 0))
+            acked = len(list(logs.facts())) if emit.with_offsets else 0
+            self.rows.append((emit.row, acked))
         self.dead_letters.extend(step.dead_letters)
         if step.clear_logs:
-            self.facts, self.transcripts, self.done = [], [], []
+            self.log = []
         if step.timers.event_ms is not None:
             self.event_ms = step.timers.event_ms
         if step.timers.clear_wall:
@@ -396,7 +388,7 @@ def test_the_expiry_row_carries_every_offset_and_the_logs_are_dropped() -> None:
     key = Key(CFG).run([*FIVE, PAST_GAP, PAST_EXPIRY])
     assert [acked for _, acked in key.rows] == [0, 5]
     assert key.meta is not None and key.meta.status == EXPIRED
-    assert (key.facts, key.transcripts, key.done) == ([], [], [])
+    assert key.log == []
     assert key.wall_s is None
     assert key.event_ms == T0 + 500 + 60_000 + 600_000  # the tombstone's end
     key.run([PAST_TOMBSTONE])
