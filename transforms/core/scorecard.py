@@ -12,38 +12,78 @@ one call, as a pure function shared by the streaming job, the batch job and test
 Rule kinds: ``phrase`` (what was said), ``silence`` and ``interruption`` (from ``CallMetrics``,
 whole call), ``sentiment`` (the transcripts' ``sentiment`` in the window, or the customer's
 trajectory). ``negate`` flips a rule, so "no forbidden word" is a negated ``phrase`` rule.
+
+The records are frozen pydantic dataclasses: they are the file's schema (the loader validates
+the YAML against them) and what ``score_call`` reads, and they pickle like any dataclass.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final, Literal, NoReturn, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import yaml
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails
 from rapidfuzz import fuzz
 
 from schemas.records import CallMetrics, ScorecardAnswer, ScorecardResult, Transcript
 from transforms.core.script import HAN, HAN_RANGES
 
 Role = Literal["agent", "customer", "any"]
-ROLES: Final = ("agent", "customer", "any")
 EVIDENCE_MAX_CHARS: Final = 120  # fits one table cell in the report
 # rapidfuzz partial_ratio is 0..100; 85 lets a short phrase survive one ASR slip ("i under stand")
 # while two-character Chinese phrases still need both characters (one of two scores 50).
 DEFAULT_FUZZY_THRESHOLD: Final = 85.0
 
+# ---------------------------------------------------------------------------------------------
+# Records, and the scorecard file's schema
+#
+# A misspelt field is an error, not ignored. Numbers, strings and booleans are strict: YAML reads
+# `no` as false and `1.5` as a float, and the user must hear about it rather than get a coercion.
+# Each field's ``description`` is what the loader's error message says it must be.
 
-@dataclass(frozen=True)
+_RECORD: Final = ConfigDict(extra="forbid")
+
+
+def _want(description: str, **constraints: Any) -> Any:
+    """A strict field whose errors read "field 'x' must be <description>, got <value>"."""
+    return Field(strict=True, description=description, **constraints)
+
+
+_Text = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1),
+    Field(description="a non-empty string"),
+]
+_Flag = Annotated[bool, _want("true or false")]
+_Seconds = Annotated[float | None, _want("a number >= 0", ge=0, allow_inf_nan=False)]
+_Count = Annotated[int | None, _want("an integer >= 0", ge=0)]
+_Level = Annotated[float | None, _want("a number", allow_inf_nan=False)]  # range: SentimentRule
+_WINDOW_RE: Final = re.compile(r"(?:whole\s+)?call|(first|last)\s+(\d+(?:\.\d+)?)\s*(s|%)")
+
+
+@dataclass(frozen=True, config=_RECORD)
 class Window:
     """The part of the call a question looks at: the whole call, or its first/last stretch
-    given in seconds (``length_s``) or in percent of the call (``length_pct``)."""
+    given in seconds (``length_s``) or in percent of the call (``length_pct``).
+
+    In YAML: ``call``, ``first|last N s`` or ``first|last N %``."""
 
     edge: Literal["call", "first", "last"] = "call"
     length_s: float | None = None
@@ -67,7 +107,38 @@ class Window:
         return f"{self.edge} {self.length_pct:g}%"
 
 
-@dataclass(frozen=True)
+def _window(value: object) -> Window:
+    """A ``Window`` as is, or parsed from its YAML text."""
+    if isinstance(value, Window):
+        return value
+    m = _WINDOW_RE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
+    length = float(m.group(2)) if m and m.group(2) else None
+    if m is None or length == 0 or (m.group(3) == "%" and length is not None and length > 100):
+        raise ValueError(
+            "field 'window' must be 'call', 'first|last N s' or 'first|last N %' "
+            f"(N > 0, at most 100 for %), got {value!r}"
+        )
+    if length is None:
+        return Window()
+    edge = cast(Literal["first", "last"], m.group(1))
+    return Window(edge, length_s=length) if m.group(3) == "s" else Window(edge, length_pct=length)
+
+
+def _phrase_item(p: object) -> str | tuple[str, ...]:
+    """A phrase, or a non-empty list of alternative phrases."""
+    alts = tuple(p) if isinstance(p, list | tuple) and p else (p,)
+    for alt in alts:
+        if not isinstance(alt, str) or not normalize_text(alt):
+            raise ValueError(
+                f"field 'phrases' has {alt!r}, which is not a phrase with letters or digits "
+                "(quote words YAML reads as booleans or numbers, e.g. 'no'; a list item "
+                "must be a non-empty list of such phrases)"
+            )
+    said = cast(tuple[str, ...], alts)
+    return tuple(a.strip() for a in said) if isinstance(p, list | tuple) else said[0].strip()
+
+
+@dataclass(frozen=True, config=_RECORD)
 class PhraseRule:
     """Holds when any (``any_of``) or every (``all_of``) phrase is said in a turn in scope.
 
@@ -80,10 +151,25 @@ class PhraseRule:
     found in "idiots"). ``fuzzy``: rapidfuzz ``partial_ratio >= threshold`` on normalised text.
     """
 
-    phrases: tuple[str | tuple[str, ...], ...]
+    phrases: Annotated[
+        tuple[Annotated[str | tuple[str, ...], PlainValidator(_phrase_item)], ...],
+        Field(min_length=1, description="a non-empty list of phrases"),
+    ]
     match: Literal["exact", "fuzzy"] = "exact"
     mode: Literal["any_of", "all_of"] = "any_of"
-    threshold: float = DEFAULT_FUZZY_THRESHOLD
+    threshold: Annotated[
+        float, _want("a number in (0, 100]", gt=0, le=100, allow_inf_nan=False)
+    ] = DEFAULT_FUZZY_THRESHOLD
+    kind: Literal["phrase"] = "phrase"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_is_fuzzy(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "threshold" in data and data.get("match") != "fuzzy":
+            raise ValueError(
+                "field 'threshold' applies only to 'match: fuzzy'; remove it or set match"
+            )
+        return data
 
     @property
     def groups(self) -> tuple[tuple[str, ...], ...]:
@@ -91,25 +177,34 @@ class PhraseRule:
         return tuple((p,) if isinstance(p, str) else p for p in self.phrases)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_RECORD)
 class SilenceRule:
     """Holds when the call's longest gap and/or its number of gaps stay within the limits
     (``min_longest_s``: "there was a gap of at least N s", e.g. to make a hold question apply).
     """
 
-    max_longest_s: float | None = None
-    max_count: int | None = None
-    min_longest_s: float | None = None
+    max_longest_s: _Seconds = None
+    max_count: _Count = None
+    min_longest_s: _Seconds = None
+    kind: Literal["silence"] = "silence"
+
+    def __post_init__(self) -> None:
+        lo, hi = self.min_longest_s, self.max_longest_s
+        if lo is None and hi is None and self.max_count is None:
+            raise ValueError("set 'max_longest_s', 'min_longest_s' and/or 'max_count' in the rule")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"'min_longest_s' ({lo:g}) must not exceed 'max_longest_s' ({hi:g})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_RECORD)
 class InterruptionRule:
     """Holds when the role's interruptions (``any``: both parties') are at most ``max_count``."""
 
-    max_count: int
+    max_count: Annotated[int, _want("an integer >= 0", ge=0)]
+    kind: Literal["interruption"] = "interruption"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_RECORD)
 class SentimentRule:
     """Holds when a sentiment is within ``[min, max]`` (either may be open).
 
@@ -119,25 +214,88 @@ class SentimentRule:
     to measure counts as holding: a call without analysis is not marked down.
     """
 
-    min: float | None = None
-    max: float | None = None
+    min: _Level = None
+    max: _Level = None
     source: Literal["turns", "trajectory"] = "turns"
+    kind: Literal["sentiment"] = "sentiment"
+
+    def __post_init__(self) -> None:
+        bound = 2 if self.source == "trajectory" else 1  # a trajectory is a difference of two means
+        for name, v in (("min", self.min), ("max", self.max)):
+            if v is not None and not -bound <= v <= bound:
+                raise ValueError(
+                    f"field {name!r} must be a number from -{bound} to {bound}, got {v:g}"
+                )
+        if self.min is None and self.max is None:
+            raise ValueError("set 'min', 'max' or both in the sentiment rule")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(
+                f"field 'min' ({self.min:g}) must not exceed field 'max' ({self.max:g})"
+            )
 
 
-Rule = PhraseRule | SilenceRule | InterruptionRule | SentimentRule
+Rule = Annotated[
+    PhraseRule | SilenceRule | InterruptionRule | SentimentRule, Field(discriminator="kind")
+]
+_RULES: Final = {
+    "phrase": PhraseRule,
+    "silence": SilenceRule,
+    "interruption": InterruptionRule,
+    "sentiment": SentimentRule,
+}
+_WindowField = Annotated[Window, PlainValidator(_window)]
 
 
-@dataclass(frozen=True)
+def _check_scope(rule: Rule, role: Role, window: Window) -> None:
+    """The role and window a rule can look at (metric rules: the whole call)."""
+    if rule.kind in ("silence", "interruption") and window != Window():
+        raise ValueError(
+            f"field 'window' does not apply to {rule.kind} rules (they use the whole call)"
+        )
+    if rule.kind == "silence" and role != "any":
+        raise ValueError("field 'role' does not apply to silence rules; remove it")
+    trajectory = isinstance(rule, SentimentRule) and rule.source == "trajectory"
+    if trajectory and (role != "customer" or window != Window()):
+        raise ValueError(
+            "'source: trajectory' is the customer's whole call: set 'role: customer' and "
+            "remove 'window'"
+        )
+
+
+@dataclass(frozen=True, config=_RECORD)
 class Condition:
-    """A rule with the role and window it looks at: when a question applies (``applies_if``)."""
+    """A rule with the role and window it looks at: when a question applies (``applies_if``).
+
+    In YAML, a rule's fields (``kind``, ...) with optional ``role``, ``window`` and ``negate``.
+    """
 
     rule: Rule
     role: Role = "any"
-    window: Window = Window()
-    negate: bool = False
+    window: _WindowField = Window()
+    negate: _Flag = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        own = {k: v for k, v in data.items() if k in ("role", "window", "negate")}
+        return {**own, "rule": {k: v for k, v in data.items() if k not in own}}
+
+    def __post_init__(self) -> None:
+        _check_scope(self.rule, self.role, self.window)
 
 
-@dataclass(frozen=True)
+def _conditions(value: Any) -> Any:
+    """``applies_if``: one condition or a non-empty list of them (absent or null: none)."""
+    if value is None:
+        return ()
+    if value == []:
+        raise ValueError("field 'applies_if' must be a condition or a non-empty list of conditions")
+    return value if isinstance(value, list | tuple) else [value]
+
+
+@dataclass(frozen=True, config=_RECORD)
 class Question:
     """One scorecard question; worth ``weight`` points when its rule holds (after ``negate``).
 
@@ -146,20 +304,38 @@ class Question:
     points and no potential, so a call without a hold is not marked down on hold etiquette.
     """
 
-    id: str
-    text: str
-    weight: float
+    id: _Text
+    text: _Text
+    weight: Annotated[float, _want("a number greater than 0", gt=0, allow_inf_nan=False)]
     rule: Rule
     role: Role = "any"
-    window: Window = Window()
-    negate: bool = False
-    applies_if: tuple[Condition, ...] = ()
+    window: _WindowField = Window()
+    negate: _Flag = False
+    applies_if: Annotated[tuple[Condition, ...], BeforeValidator(_conditions)] = ()
+
+    def __post_init__(self) -> None:
+        _check_scope(self.rule, self.role, self.window)
 
 
-@dataclass(frozen=True)
+def _questions(value: Any) -> Any:
+    if value == []:  # a card built in code may be empty; a file without questions is a mistake
+        raise ValueError("field 'questions' must be a non-empty list of questions")
+    return value
+
+
+@dataclass(frozen=True, config=_RECORD)
 class Scorecard:
-    name: str
-    questions: tuple[Question, ...]
+    name: _Text
+    questions: Annotated[
+        tuple[Question, ...],
+        Field(description="a non-empty list of questions"),
+        BeforeValidator(_questions),
+    ]
+
+    def __post_init__(self) -> None:
+        ids = [q.id for q in self.questions]
+        if twice := next((i for n, i in enumerate(ids) if i in ids[:n]), None):
+            raise ValueError(f"question id {twice!r} is used twice; make ids unique")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,210 +569,68 @@ def score_call(
 # ---------------------------------------------------------------------------------------------
 # Loading
 
-_WINDOW_RE: Final = re.compile(r"(?:whole\s+)?call|(first|last)\s+(\d+(?:\.\d+)?)\s*(s|%)")
-_QUESTION_KEYS: Final = ("id", "text", "weight", "role", "window", "negate", "rule", "applies_if")
-_CONDITION_KEYS: Final = ("role", "window", "negate")  # beside the rule's own fields
-_RULE_KEYS: Final = {
-    "phrase": ("kind", "phrases", "match", "mode", "threshold"),
-    "silence": ("kind", "max_longest_s", "max_count", "min_longest_s"),
-    "interruption": ("kind", "max_count"),
-    "sentiment": ("kind", "min", "max", "source"),
-}
+_CARD: Final = TypeAdapter(Scorecard)
+_WHAT: Final = {Scorecard: "the scorecard", Question: "a question", Condition: "a condition"}
 
 
 class ScorecardError(ValueError):
     """A scorecard that cannot be used; the message names the place and says what to fix."""
 
 
-def _fail(where: str, message: str) -> NoReturn:
-    raise ScorecardError(f"{where}: {message}.")
+def _question_name(data: Any, index: int) -> str:
+    """``'id'`` of the ``index``-th question of the file, or ``#n`` while it has none."""
+    listed = data.get("questions") if isinstance(data, dict) else None
+    raw = listed[index] if isinstance(listed, list) and index < len(listed) else None
+    qid = raw.get("id") if isinstance(raw, dict) else None
+    return repr(qid.strip()) if isinstance(qid, str) and qid.strip() else f"#{index + 1}"
 
 
-def _fields(value: object, where: str, what: str, allowed: Sequence[str] | None) -> dict[str, Any]:
-    """``value`` as a mapping whose keys are all in ``allowed`` (None: any keys)."""
-    if not isinstance(value, dict):
-        _fail(where, f"{what} must be a mapping of fields, got {type(value).__name__}")
-    for key in value:
-        if allowed is not None and key not in allowed:
-            _fail(where, f"unknown field {str(key)!r}; use one of: {', '.join(allowed)}")
-    return value
-
-
-def _number(d: dict[str, Any], key: str, where: str, want: str, ok: Callable[[Any], bool]) -> Any:
-    """``d[key]`` when it is a finite number (not a bool) that ``ok`` accepts, None if absent."""
-    if key not in d:
-        return None
-    value = d[key]
-    is_num = isinstance(value, int | float) and not isinstance(value, bool)
-    if not (is_num and math.isfinite(value) and ok(value)):
-        _fail(where, f"field {key!r} must be {want}, got {value!r}")
-    return value
-
-
-def _required(value: Any, key: str, where: str) -> Any:
-    if value is None:
-        _fail(where, f"field {key!r} is missing")
-    return value
-
-
-def _choice(d: dict[str, Any], key: str, where: str, options: Sequence[str], default: str) -> Any:
-    value = d.get(key, default)
-    if value not in options:
-        _fail(where, f"field {key!r} must be one of {', '.join(options)}, got {value!r}")
-    return value
-
-
-def _text(d: dict[str, Any], key: str, where: str) -> str:
-    value = _required(d.get(key), key, where)
-    if not isinstance(value, str) or not value.strip():
-        _fail(where, f"field {key!r} must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _window(d: dict[str, Any], where: str) -> Window:
-    value = d.get("window", "call")
-    m = _WINDOW_RE.fullmatch(value.strip().lower()) if isinstance(value, str) else None
-    length = float(m.group(2)) if m and m.group(2) else None
-    if m is None or length == 0 or (m.group(3) == "%" and length is not None and length > 100):
-        _fail(
-            where,
-            "field 'window' must be 'call', 'first|last N s' or 'first|last N %' "
-            f"(N > 0, at most 100 for %), got {value!r}",
-        )
-    if length is None:
-        return Window()
-    edge = cast(Literal["first", "last"], m.group(1))
-    return Window(edge, length_s=length) if m.group(3) == "s" else Window(edge, length_pct=length)
-
-
-def _phrase_item(p: object, where: str) -> str | tuple[str, ...]:
-    """A phrase, or a non-empty list of alternative phrases."""
-    for alt in p if isinstance(p, list) and p else [p]:
-        if not isinstance(alt, str) or not normalize_text(alt):
-            _fail(
-                where,
-                f"field 'phrases' has {alt!r}, which is not a phrase with letters or digits "
-                "(quote words YAML reads as booleans or numbers, e.g. 'no'; a list item "
-                "must be a non-empty list of such phrases)",
-            )
-    return tuple(a.strip() for a in p) if isinstance(p, list) else cast(str, p).strip()
-
-
-def _phrase_rule(r: dict[str, Any], where: str) -> PhraseRule:
-    phrases = _required(r.get("phrases"), "phrases", where)
-    if not isinstance(phrases, list) or not phrases:
-        _fail(where, f"field 'phrases' must be a non-empty list of strings, got {phrases!r}")
-    items = tuple(_phrase_item(p, where) for p in phrases)
-    match = _choice(r, "match", where, ("exact", "fuzzy"), "exact")
-    if "threshold" in r and match != "fuzzy":
-        _fail(where, "field 'threshold' applies only to 'match: fuzzy'; remove it or set match")
-    threshold = _number(r, "threshold", where, "a number in (0, 100]", lambda v: 0 < v <= 100)
-    mode = _choice(r, "mode", where, ("any_of", "all_of"), "any_of")
-    threshold = DEFAULT_FUZZY_THRESHOLD if threshold is None else float(threshold)
-    return PhraseRule(items, match, mode, threshold)
-
-
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and v >= 0
-
-
-def _rule(q: dict[str, Any], where: str) -> Rule:
-    raw = _required(q.get("rule"), "rule", where)
-    fields = _fields(raw, where, "field 'rule'", None)
-    _required(fields.get("kind"), "kind", where)
-    kind = _choice(fields, "kind", where, tuple(_RULE_KEYS), "")
-    r = _fields(raw, where, "field 'rule'", _RULE_KEYS[kind])
-    if kind in ("silence", "interruption") and "window" in q:
-        _fail(where, f"field 'window' does not apply to {kind} rules (they use the whole call)")
-    if kind == "phrase":
-        return _phrase_rule(r, where)
-    if kind == "interruption":
-        count = _number(r, "max_count", where, "an integer >= 0", _count)
-        return InterruptionRule(_required(count, "max_count", where))
-    if kind == "silence":
-        if "role" in q:
-            _fail(where, "field 'role' does not apply to silence rules; remove it")
-        longest = _number(r, "max_longest_s", where, "a number >= 0", lambda v: v >= 0)
-        shortest = _number(r, "min_longest_s", where, "a number >= 0", lambda v: v >= 0)
-        count = _number(r, "max_count", where, "an integer >= 0", _count)
-        if longest is None and count is None and shortest is None:
-            _fail(where, "set 'max_longest_s', 'min_longest_s' and/or 'max_count' in the rule")
-        if longest is not None and shortest is not None and shortest > longest:
-            _fail(
-                where, f"'min_longest_s' ({shortest}) must not exceed 'max_longest_s' ({longest})"
-            )
-        return SilenceRule(
-            None if longest is None else float(longest),
-            count,
-            None if shortest is None else float(shortest),
-        )
-    source = _choice(r, "source", where, ("turns", "trajectory"), "turns")
-    bound = 2 if source == "trajectory" else 1  # a trajectory is a difference of two means
-    want = f"a number from -{bound} to {bound}"
-    lo = _number(r, "min", where, want, lambda v: -bound <= v <= bound)
-    hi = _number(r, "max", where, want, lambda v: -bound <= v <= bound)
-    if lo is None and hi is None:
-        _fail(where, "set 'min', 'max' or both in the sentiment rule")
-    if lo is not None and hi is not None and lo > hi:
-        _fail(where, f"field 'min' ({lo}) must not exceed field 'max' ({hi})")
-    if source == "trajectory" and (q.get("role") != "customer" or "window" in q):
-        _fail(
-            where,
-            "'source: trajectory' is the customer's whole call: set 'role: customer' and "
-            "remove 'window'",
-        )
-    return SentimentRule(
-        None if lo is None else float(lo), None if hi is None else float(hi), source
-    )
-
-
-def _question(raw: object, source: str, index: int) -> Question:
-    q = _fields(raw, f"{source}, question #{index}", "a question", None)
-    qid = _text(q, "id", f"{source}, question #{index}")
-    where = f"{source}, question {qid!r}"
-    _fields(q, where, "a question", _QUESTION_KEYS)
-    text = _text(q, "text", where)
-    weight = _number(q, "weight", where, "a number greater than 0", lambda v: v > 0)
-    weight = float(_required(weight, "weight", where))
-    role = _choice(q, "role", where, ROLES, "any")
-    negate = _negate(q, where)
-    window, rule = _window(q, where), _rule(q, where)
-    return Question(qid, text, weight, rule, role, window, negate, _applies_if(q, where))
-
-
-def _negate(d: dict[str, Any], where: str) -> bool:
-    negate = d.get("negate", False)
-    if not isinstance(negate, bool):
-        _fail(where, f"field 'negate' must be true or false, got {negate!r}")
-    return negate
-
-
-def _applies_if(q: dict[str, Any], where: str) -> tuple[Condition, ...]:
-    """``applies_if``: one condition or a list of them, each a rule's fields (``kind``, ...)
-    with optional ``role``, ``window`` and ``negate``, as in a question."""
-    raw = q.get("applies_if")
-    if raw is None:
-        return ()
-    items = raw if isinstance(raw, list) else [raw]
-    if not items:
-        _fail(where, "field 'applies_if' must be a condition or a non-empty list of conditions")
-    conditions = []
-    for i, item in enumerate(items, 1):
-        at = f"{where}, applies_if #{i}"
-        fields = _fields(item, at, "a condition", None)
-        own = {k: v for k, v in fields.items() if k in _CONDITION_KEYS}
-        rule = {k: v for k, v in fields.items() if k not in _CONDITION_KEYS}
-        negate = _negate(own, at)
-        parsed = _rule({**own, "rule": rule}, at)
-        role = _choice(own, "role", at, ROLES, "any")
-        conditions.append(Condition(parsed, role, _window(own, at), negate))
-    return tuple(conditions)
+def _error_message(error: ErrorDetails, data: Any, source: str) -> str:
+    """One sentence for one schema error: the question (by id), the condition, the field."""
+    where, model, field = source, cast(Any, Scorecard), ""
+    loc = list(error["loc"])
+    while loc and not field:
+        part, after = loc.pop(0), loc[0] if loc else None
+        if part == "questions" and isinstance(after, int):
+            where, model = f"{source}, question {_question_name(data, after)}", Question
+        elif part == "applies_if" and isinstance(after, int):
+            where, model = f"{where}, applies_if #{after + 1}", Condition
+        elif part == "rule" and isinstance(after, str) and after in _RULES:
+            model = _RULES[after]  # the union's tag
+        else:
+            field = str(part)
+            continue
+        loc.pop(0)
+    fields = model.__pydantic_fields__
+    value, kind = error["input"], error["type"]
+    if kind == "value_error":  # our validators' messages name the field themselves
+        message = str(error["ctx"]["error"])
+    elif kind == "missing":
+        message = f"field {field!r} is missing"
+    elif kind == "unexpected_keyword_argument":
+        known = sorted(fields, key=lambda f: f != "kind")  # a rule's kind first
+        message = f"unknown field {field!r}; use one of: {', '.join(known)}"
+    elif kind == "union_tag_not_found":
+        message = "field 'kind' is missing"
+    elif kind == "union_tag_invalid":
+        message = f"field 'kind' must be one of {', '.join(_RULES)}, got {value.get('kind')!r}"
+    elif kind in ("dataclass_type", "model_attributes_type"):
+        what = f"field {field!r}" if field else _WHAT[model]
+        message = f"{what} must be a mapping of fields, got {type(value).__name__}"
+    elif kind == "literal_error":
+        options = re.findall(r"'([^']*)'", error["ctx"]["expected"])
+        message = f"field {field!r} must be one of {', '.join(options)}, got {value!r}"
+    else:  # a wrong type or a value out of range: what the field's description asks for
+        want = fields[field].description if field in fields else None
+        message = f"field {field!r} must be {want or error['msg'].lower()}, got {value!r}"
+    return f"{where}: {message}."
 
 
 def parse_scorecard(text: str, source: str = "scorecard") -> Scorecard:
     """A validated ``Scorecard`` from YAML text; ``source`` names it in error messages.
 
-    Raises ``ScorecardError`` (a ``ValueError``) with one sentence naming the question and field.
+    Raises ``ScorecardError`` (a ``ValueError``) with one sentence naming the question and field:
+    of several problems, the outermost (the file's own fields before a question's).
     """
     try:
         data = yaml.safe_load(text)
@@ -604,18 +638,16 @@ def parse_scorecard(text: str, source: str = "scorecard") -> Scorecard:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise ScorecardError(f"{source} is not valid YAML{at}; fix its syntax.") from e
-    top = _fields(data, source, "the scorecard", ("name", "questions"))
-    name = _text(top, "name", source)
-    raw_questions = _required(top.get("questions"), "questions", source)
-    if not isinstance(raw_questions, list) or not raw_questions:
-        _fail(source, "field 'questions' must be a non-empty list of questions")
-    questions: list[Question] = []
-    for i, raw in enumerate(raw_questions, 1):
-        question = _question(raw, source, i)
-        if any(question.id == other.id for other in questions):
-            _fail(f"{source}, question {question.id!r}", "this id is used twice; make ids unique")
-        questions.append(question)
-    return Scorecard(name, tuple(questions))
+    try:
+        return _CARD.validate_python(data)
+    except ValidationError as e:
+        errors = e.errors()
+        locs = [error["loc"] for error in errors]
+        # An error whose items failed too (e.g. "too short" once bad items are dropped) is
+        # explained by them; of the rest, the outermost comes first.
+        own = [x for x in errors if not any(o[: len(x["loc"])] == x["loc"] != o for o in locs)]
+        first = min(own, key=lambda error: len(error["loc"]))
+        raise ScorecardError(_error_message(first, data, source)) from e
 
 
 def load_scorecard(path: str | Path) -> Scorecard:

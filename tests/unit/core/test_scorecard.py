@@ -3,6 +3,8 @@ the loader."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -475,6 +477,79 @@ def _question(**fields: Any) -> dict[str, Any]:
         ),
         (_question(rule="hello"), r"field 'rule' must be a mapping of fields, got str"),
         ({"text": "x", "weight": 1}, r"question #1: field 'id' is missing\."),
+        # missing fields
+        (
+            {"id": "greeting", "text": "x", "rule": {"kind": "interruption", "max_count": 1}},
+            r"question 'greeting': field 'weight' is missing\.",
+        ),
+        (_question(rule={"kind": "interruption"}), r"field 'max_count' is missing\."),
+        # wrong types
+        (_question(id=123), r"question #1: field 'id' must be a non-empty string, got 123\."),
+        (_question(id="  "), r"question #1: field 'id' must be a non-empty string, got '  '"),
+        (_question(text=""), r"field 'text' must be a non-empty string, got ''"),
+        (_question(weight=None), r"field 'weight' must be a number greater than 0, got None"),
+        (_question(negate=1), r"field 'negate' must be true or false, got 1\."),
+        (_question(window=5), r"field 'window' must be 'call', .* got 5\."),
+        (1, r"question #1: a question must be a mapping of fields, got int\."),
+        (
+            _question(rule={"kind": "phrase", "phrases": "hi"}),
+            r"field 'phrases' must be a non-empty list of phrases, got 'hi'\.",
+        ),
+        (
+            _question(rule={"kind": "silence", "max_longest_s": "10 s"}),
+            r"field 'max_longest_s' must be a number >= 0, got '10 s'\.",
+        ),
+        (
+            _question(applies_if="long silence"),
+            r"applies_if #1: a condition must be a mapping of fields, got str\.",
+        ),
+        # bad values
+        (_question(weight=-1), r"field 'weight' must be a number greater than 0, got -1\."),
+        (
+            _question(weight=float("inf")),
+            r"field 'weight' must be a number greater than 0, got inf",
+        ),
+        (
+            _question(rule={"kind": "phrase", "phrases": ["hi"], "match": "fuzzy", "threshold": 0}),
+            r"field 'threshold' must be a number in \(0, 100\], got 0\.",
+        ),
+        (
+            _question(rule={"kind": "interruption", "max_count": -1}),
+            r"field 'max_count' must be an integer >= 0, got -1\.",
+        ),
+        (
+            _question(rule={"kind": "silence", "max_longest_s": float("inf")}),
+            r"field 'max_longest_s' must be a number >= 0, got inf\.",
+        ),
+        (
+            _question(
+                role="customer", rule={"kind": "sentiment", "min": 2.5, "source": "trajectory"}
+            ),
+            r"field 'min' must be a number from -2 to 2, got 2\.5\.",
+        ),
+        # bad enum values
+        (
+            _question(rule={"kind": "sentiment", "min": 0, "source": "both"}),
+            r"field 'source' must be one of turns, trajectory, got 'both'\.",
+        ),
+        (
+            _question(rule={"kind": "phrase", "phrases": ["hi"], "match": "regex"}),
+            r"field 'match' must be one of exact, fuzzy, got 'regex'\.",
+        ),
+        (_question(rule={"kind": 5}), r"field 'kind' must be one of phrase, .*, got 5\."),
+        # unknown fields and fields that do not apply
+        (
+            _question(applies_if={"kind": "silence", "min_longest_s": 5, "colour": "red"}),
+            r"applies_if #1: unknown field 'colour'; use one of: kind, max_longest_s,",
+        ),
+        (
+            _question(rule={"kind": "interruption", "max_count": 1}, window="last 5 s"),
+            r"field 'window' does not apply to interruption rules",
+        ),
+        (
+            _question(rule={"kind": "silence", "max_count": 1}, role="agent"),
+            r"question 'greeting': field 'role' does not apply to silence rules; remove it\.",
+        ),
     ],
 )
 def test_loader_errors_name_question_and_field(tmp_path: Path, question, message):
@@ -485,6 +560,10 @@ def test_loader_errors_name_question_and_field(tmp_path: Path, question, message
     with pytest.raises(ScorecardError, match=message) as info:
         load_scorecard(path)
     assert str(info.value).startswith(f"{path}, question ")
+
+
+QUIET = "rule: {kind: silence, max_count: 0}"
+ONE_QUESTION = f"name: x\nquestions:\n  - {{id: a, text: t, weight: 1, {QUIET}}}\n"
 
 
 @pytest.mark.parametrize(
@@ -498,6 +577,27 @@ def test_loader_errors_name_question_and_field(tmp_path: Path, question, message
             "name: x\nquestions: [1]\nowner: me",
             r"unknown field 'owner'; use one of: name, questions",
         ),
+        ("", r"^card\.yaml: the scorecard must be a mapping of fields, got NoneType\.$"),
+        (
+            "name: 12\nquestions: [1]",
+            r"^card\.yaml: field 'name' must be a non-empty string, got 12",
+        ),
+        (
+            "name: x\nquestions: 5",
+            r"field 'questions' must be a non-empty list of questions, got 5",
+        ),
+        (
+            "name: x\nquestions:",
+            r"field 'questions' must be a non-empty list of questions, got None",
+        ),
+        (
+            f"{ONE_QUESTION}  - {{text: t, weight: 1}}",
+            r"^card\.yaml, question #2: field 'id' is missing\.$",
+        ),
+        (
+            f"{ONE_QUESTION}  - {{id: b, text: t, weight: 0, {QUIET}}}",
+            r"^card\.yaml, question 'b': field 'weight' must be a number greater than 0, got 0\.$",
+        ),
     ],
 )
 def test_loader_errors_on_the_file_as_a_whole(text, message):
@@ -509,8 +609,28 @@ def test_loader_rejects_duplicate_ids(tmp_path: Path):
     path = tmp_path / "dup.yaml"
     one = "  - {id: greeting, text: t, weight: 1, rule: {kind: interruption, max_count: 1}}\n"
     path.write_text("name: dup\nquestions:\n" + one + one)
-    with pytest.raises(ScorecardError, match=r"question 'greeting': this id is used twice"):
+    with pytest.raises(ScorecardError, match=r"dup\.yaml: question id 'greeting' is used twice"):
         load_scorecard(path)
+
+
+def test_records_built_in_code_are_validated_too():
+    with pytest.raises(ValueError, match=r"set 'max_longest_s', 'min_longest_s'"):
+        SilenceRule()
+    with pytest.raises(ValueError, match=r"field 'role' does not apply to silence rules"):
+        Question("q", "?", 1.0, SilenceRule(max_count=0), role="agent")
+    assert Scorecard("empty", ()).questions == ()  # an empty card in code is fine
+
+
+def test_loaded_scorecard_is_frozen_hashable_and_pickles(tmp_path: Path):
+    path = tmp_path / "mini.yaml"
+    path.write_text(VALID, encoding="utf-8")
+    for card in (load_scorecard(path), default_scorecard()):
+        back = pickle.loads(pickle.dumps(card))
+        assert back == card and hash(back) == hash(card)
+        assert back.questions[0].rule == card.questions[0].rule
+        assert score_call(back, GOOD_EN, metrics()) == score_call(card, GOOD_EN, metrics())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        card.questions[0].weight = 5.0
 
 
 def test_loader_says_which_file_is_missing(tmp_path: Path):
