@@ -14,9 +14,9 @@ from transforms.asr import AsrOptions, detect_model, validate_options
 from transforms.commit import CommitConfig
 from transforms.core.lifecycle import AggregationConfig
 from transforms.core.qa_metrics import QaOptions
+from transforms.core.segmentation import SegmentOptions
 from transforms.kafka_sink import TranscriptSinkConfig
 from transforms.kafka_source import KafkaSourceConfig
-from transforms.segment import SegmentOptions
 
 #: Bounded runs (the batch job, backfills) batch ASR across bundles by default: they have no
 #: latency goal, and within-bundle batches there held 3 utterances on average (a channel's

@@ -231,6 +231,30 @@ class SegmentationDone(NamedTuple):
         return len(self.starts_ms)
 
 
+class SegmentBuffer(NamedTuple):
+    """What ``SegmentSpeech`` keeps of one (call, channel) besides its audio: its state cell
+    (``transforms.core.segmentation.step`` reads and returns it)."""
+
+    call_id: str
+    channel: str
+    start_ms: int  # event time of sample 0 of the buffered audio
+    end_ms: int  # event time just after the latest buffered chunk
+    vad_at_ms: int  # end_ms when the VAD last ran
+    language_hint: str | None
+    emitted: tuple[int, ...] = ()  # start_ms of the utterances emitted so far
+    marker_ms: int | None = None  # end of the call's end-of-call marker, once it was seen
+    lost_to_ms: int = 0  # the watermark passed here: a hole before it is a lost chunk
+    hole_ms: int | None = None  # end of the first hole the last cut stopped at
+
+
+class BufferedAudio(NamedTuple):
+    """A stretch of one channel's audio that ``SegmentSpeech`` holds until it is cut: its state
+    bag's element (a chunk as it came, or what a cut left of a run of chunks)."""
+
+    event_ms: int  # event time of the first sample
+    samples: bytes  # 16 kHz float32
+
+
 class SentimentQuarters(NamedTuple):
     """Mean sentiment (-1..1) of the turns whose midpoint falls in each quarter of the call."""
 

@@ -25,7 +25,8 @@ from beam_jobs.models import install_embedded_whisper
 from schemas.records import AudioChunk, SegmentationDone, Transcript, Utterance
 from transforms.asr import AsrOptions, FasterWhisperModelHandler
 from transforms.core.audio import encode, resample
-from transforms.segment import SegmentOptions, SegmentSpeech, find_utterances
+from transforms.core.segmentation import SegmentOptions, find_utterances
+from transforms.segment import SegmentSpeech
 
 pytestmark = pytest.mark.slow
 

@@ -1,11 +1,11 @@
-"""SegmentSpeech options and the VAD-free cutting path (no model needed)."""
+"""Segmentation options, noise suppression and the VAD-free cutting path (no model needed)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from transforms.segment import (
+from transforms.core.segmentation import (
     SegmentOptions,
     find_utterances,
     settled_margin_ms,
@@ -61,7 +61,7 @@ def test_a_span_is_settled_once_the_vad_closed_it_and_padding_cannot_move(
 
 
 def test_the_vad_stops_at_a_hole_until_the_watermark_passes_it() -> None:
-    from transforms.segment import _contiguous, _runs
+    from transforms.core.segmentation import _contiguous, _runs
 
     def piece(ms: int) -> np.ndarray:
         return np.zeros(16 * ms, dtype=np.float32)
@@ -82,7 +82,7 @@ def test_the_vad_stops_at_a_hole_until_the_watermark_passes_it() -> None:
 
 
 def test_touching_pieces_merge_into_runs_and_holes_stay_apart() -> None:
-    from transforms.segment import _runs
+    from transforms.core.segmentation import _runs
 
     pieces = [(3200, np.zeros(1600)), (0, np.zeros(1600)), (1600 + 10, np.zeros(1590))]
     assert _runs(pieces) == [(0, 3200 + 1600)]  # 10 samples (< 1 ms) apart: one run
