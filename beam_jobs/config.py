@@ -12,10 +12,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from transforms.aggregate import AggregationConfig
 from transforms.analyze import AnalyzeOptions
 from transforms.asr import AsrOptions, detect_model, validate_options
-from transforms.commit import CommitConfig
 from transforms.core.qa_metrics import QaOptions
-from transforms.kafka_sink import TranscriptSinkConfig
-from transforms.kafka_source import KafkaSourceConfig
+from transforms.io.commit import CommitConfig
+from transforms.io.kafka_sink import TranscriptSinkConfig
+from transforms.io.kafka_source import KafkaSourceConfig
 from transforms.segment import SegmentOptions
 
 #: Bounded runs (the batch job, backfills) batch ASR across bundles by default: they have no

@@ -58,7 +58,6 @@ from schemas.records import (
     Transcript,
     dead_letter,
 )
-from transforms.commit import offset_acks
 from transforms.core.calls import (
     CallInfo,
     call_info,
@@ -69,6 +68,7 @@ from transforms.core.calls import (
     summarize,
 )
 from transforms.core.qa_metrics import QaOptions, call_metrics
+from transforms.io.commit import offset_acks
 
 STAGE: Final = "aggregate"
 DEAD_LETTER_TAG: Final = "dead_letter"
