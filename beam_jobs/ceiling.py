@@ -12,7 +12,8 @@ import numpy as np
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
 from schemas.records import Utterance
-from transforms.asr import AsrOptions, model_handler, utterance_seconds
+from transforms.asr.options import AsrOptions, utterance_seconds
+from transforms.asr.transcribe import model_handler
 from transforms.core.audio import encode, resample
 from transforms.io.recordings import load_call
 

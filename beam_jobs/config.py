@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from transforms.aggregate import AggregationConfig
 from transforms.analyze import AnalyzeOptions
-from transforms.asr import AsrOptions, detect_model, validate_options
+from transforms.asr.options import AsrOptions, detect_model, validate_options
 from transforms.core.qa_metrics import QaOptions
 from transforms.io.commit import CommitConfig
 from transforms.io.kafka_sink import TranscriptSinkConfig

@@ -32,7 +32,7 @@ from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
 from transforms.aggregate import INCOMPLETE_COUNTER, AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
-from transforms.asr import Transcribe
+from transforms.asr.transcribe import Transcribe
 from transforms.audit import AuditLateness
 from transforms.decode import DecodeAndValidate
 from transforms.io.commit import CommitOffsets

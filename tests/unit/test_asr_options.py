@@ -10,18 +10,16 @@ import pytest
 
 from beam_jobs.config import domain_terms
 from schemas.records import Utterance
-from transforms.asr import (
+from transforms.asr.options import (
     AsrOptions,
     ModelKind,
     ModelLayoutError,
     detect_model,
     forced_language,
-    is_repetitive,
-    pick_language,
+    similar_length_groups,
     validate_options,
-    whisper_window_frames,
 )
-from transforms.asr_transformers import similar_length_groups
+from transforms.asr.whisper import is_repetitive, pick_language, whisper_window_frames
 
 CT2 = ModelKind("faster-whisper", "whisper")
 QWEN = ModelKind("transformers", "qwen3_asr")
