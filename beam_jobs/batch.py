@@ -45,8 +45,8 @@ from beam_jobs.runner import runner_options
 from schemas.records import RecordingTask
 from schemas.tables import CALLS, DEAD_LETTERS
 from transforms.analyze import AnalyzeOptions
-from transforms.parquet_sink import safe_name
-from transforms.recordings import (
+from transforms.io.parquet_sink import safe_name
+from transforms.io.recordings import (
     READ_STAGE,
     ReadRecordings,
     RecordingsConfig,

@@ -26,7 +26,8 @@ from beam_jobs.live import LiveFollower, latencies_s, percentile
 from beam_jobs.speech import ScriptedCall
 from schemas.audio import DEFAULT_CHUNK_MS
 from schemas.records import Utterance
-from transforms.asr import AsrOptions, model_handler, utterance_seconds
+from transforms.asr.options import AsrOptions, utterance_seconds
+from transforms.asr.transcribe import model_handler
 from transforms.core.audio import encode
 
 _PAD_S = 0.2  # VAD-like padding around each turn
@@ -60,7 +61,7 @@ def _stage_run(opts: AsrOptions, utts: list[Utterance], prism: bool) -> tuple[fl
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     from beam_jobs.runner import runner_options
-    from transforms.asr import Transcribe
+    from transforms.asr.transcribe import Transcribe
 
     t0 = time.perf_counter()
     if prism:

@@ -63,7 +63,7 @@ def build_corpus(folder: Path, minutes: float, seed: int = 7) -> list[Path]:
 def bench_batch(args: argparse.Namespace) -> int:
     from beam_jobs.batch import run_batch
     from beam_jobs.ceiling import batched_speech_rate, utterances_from_recordings
-    from transforms.asr import AsrOptions
+    from transforms.asr.options import AsrOptions
 
     corpus = Path(args.corpus_dir or cache_dir() / f"bench-batch-{args.minutes:g}min")
     print(f"corpus: {corpus} (at least {args.minutes:g} min of two-party recordings) ...")

@@ -12,9 +12,10 @@ import numpy as np
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
 from schemas.records import Utterance
-from transforms.asr import AsrOptions, model_handler, utterance_seconds
+from transforms.asr.options import AsrOptions, utterance_seconds
+from transforms.asr.transcribe import model_handler
 from transforms.core.audio import encode, resample
-from transforms.recordings import load_call
+from transforms.io.recordings import load_call
 
 
 def batched_seconds(handler: Any, model: Any, utts: Sequence[Utterance], batch_size: int) -> float:

@@ -10,13 +10,13 @@ from typing import Final
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from transforms.analyze import AnalyzeOptions
-from transforms.asr import AsrOptions, detect_model, validate_options
-from transforms.commit import CommitConfig
+from transforms.asr.options import AsrOptions, detect_model, validate_options
 from transforms.core.lifecycle import AggregationConfig
 from transforms.core.qa_metrics import QaOptions
 from transforms.core.segmentation import SegmentOptions
-from transforms.kafka_sink import TranscriptSinkConfig
-from transforms.kafka_source import KafkaSourceConfig
+from transforms.io.commit import CommitConfig
+from transforms.io.kafka_sink import TranscriptSinkConfig
+from transforms.io.kafka_source import KafkaSourceConfig
 
 #: Bounded runs (the batch job, backfills) batch ASR across bundles by default: they have no
 #: latency goal, and within-bundle batches there held 3 utterances on average (a channel's

@@ -32,14 +32,14 @@ from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
 from transforms.aggregate import AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
-from transforms.asr import Transcribe
+from transforms.asr.transcribe import Transcribe
 from transforms.audit import AuditLateness
-from transforms.commit import CommitOffsets
 from transforms.core.lifecycle import INCOMPLETE_COUNTER
 from transforms.decode import DecodeAndValidate
-from transforms.kafka_sink import PublishTranscripts
-from transforms.kafka_source import ReadAudioChunks
-from transforms.parquet_sink import WriteTable
+from transforms.io.commit import CommitOffsets
+from transforms.io.kafka_sink import PublishTranscripts
+from transforms.io.kafka_source import ReadAudioChunks
+from transforms.io.parquet_sink import WriteTable
 from transforms.segment import SegmentSpeech
 from transforms.validate import ValidateRows, quarantined_transcript
 

@@ -3,7 +3,7 @@
 Many calls are interleaved in one stream, ordered by capture time (a k-way merge), and sent
 either at real-time pace (each chunk when its capture time comes) or as fast as possible.
 Stereo files are split into agent (left) and customer (right) channels. The audio → events
-functions live in ``transforms.recordings`` (the batch job uses them too).
+functions live in ``transforms.io.recordings`` (the batch job uses them too).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from schemas.events import AudioChunkEvent
 from transforms.core.audio import encode, resample
-from transforms.kafka_client import new_producer
-from transforms.recordings import (  # re-exported: the producer's public library
+from transforms.io.kafka_client import new_producer
+from transforms.io.recordings import (  # re-exported: the producer's public library
     CallAudio,
     call_events,
     interleave,

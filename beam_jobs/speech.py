@@ -22,7 +22,7 @@ from typing import Final, NamedTuple
 import numpy as np
 
 from transforms.core.script import HAN_RANGES, has_han
-from transforms.recordings import CallAudio
+from transforms.io.recordings import CallAudio
 
 RATE_HZ: Final = 16000
 VOICES: Final = {"en": "en-us", "zh": "cmn-latn-pinyin"}

@@ -28,7 +28,6 @@ from apache_beam.transforms.userstate import (
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.records import RowWithAck
-from transforms.commit import offset_acks
 from transforms.core.lifecycle import (
     COUNTERS,
     AggregationConfig,
@@ -39,6 +38,7 @@ from transforms.core.lifecycle import (
     Step,
     WallTimerFired,
 )
+from transforms.io.commit import offset_acks
 
 DEAD_LETTER_TAG: Final = "dead_letter"
 _NS: Final = "callqa.aggregate"

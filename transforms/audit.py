@@ -19,7 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms import window
 
 from schemas.records import AudioChunk
-from transforms.durable import replace_atomically
+from transforms.io.durable import replace_atomically
 
 AUDIT_TABLE: Final = "_audit_on_time_chunks"
 _SCHEMA: Final = pa.schema([("window_start_ms", pa.int64()), ("chunks", pa.int64())])

@@ -41,7 +41,7 @@ from schemas.tables import (
     Table,
     to_arrow_value,
 )
-from transforms.parquet_sink import row_and_acks, row_file_name, scorecard_answer_rows
+from transforms.io.parquet_sink import row_and_acks, row_file_name, scorecard_answer_rows
 
 _NS: Final = "callqa.validate"
 _LOG = logging.getLogger(__name__)

@@ -18,12 +18,8 @@ from apache_beam.testing.util import assert_that
 
 from beam_jobs.models import install_embedded_whisper
 from schemas.records import Transcript, Utterance
-from transforms.asr import (
-    AsrOptions,
-    FasterWhisperModelHandler,
-    ModelLayoutError,
-    resolve_device,
-)
+from transforms.asr.options import AsrOptions, ModelLayoutError
+from transforms.asr.whisper import FasterWhisperModelHandler, resolve_device
 from transforms.core.audio import encode, resample
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,8 @@ from beam_jobs.models import install_embedded_whisper
 from beam_jobs.speech import add_noise, speak
 from schemas.records import Transcript, Utterance
 from tests.integration.test_asr_embedded import SENTENCES
-from transforms.asr import AsrOptions, model_handler
+from transforms.asr.options import AsrOptions
+from transforms.asr.transcribe import model_handler
 from transforms.core.audio import encode
 
 pytestmark = pytest.mark.slow

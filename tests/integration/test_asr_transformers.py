@@ -21,8 +21,9 @@ from apache_beam.testing.util import assert_that
 from beam_jobs.models import install_embedded_whisper
 from beam_jobs.random_models import build_random_qwen3_asr, build_random_whisper
 from schemas.records import Transcript, Utterance
-from transforms.asr import AsrOptions, ModelLayoutError, model_handler
-from transforms.asr_transformers import TransformersAsrModelHandler, resolve_torch_device
+from transforms.asr.hf import TransformersAsrModelHandler, resolve_torch_device
+from transforms.asr.options import AsrOptions, ModelLayoutError
+from transforms.asr.transcribe import model_handler
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")

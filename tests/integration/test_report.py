@@ -28,7 +28,7 @@ from schemas.records import (
 from schemas.tables import CALLS, TRANSCRIPTS
 from tests.records import call_metrics, call_row
 from transforms.core.text_analytics import top_keywords_across
-from transforms.parquet_sink import call_file, transcript_file, write_rows_file
+from transforms.io.parquet_sink import call_file, transcript_file, write_rows_file
 
 pytestmark = [pytest.mark.integration]
 

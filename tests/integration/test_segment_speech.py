@@ -23,7 +23,8 @@ from apache_beam.utils.timestamp import Timestamp
 
 from beam_jobs.models import install_embedded_whisper
 from schemas.records import AudioChunk, SegmentationDone, Transcript, Utterance
-from transforms.asr import AsrOptions, FasterWhisperModelHandler
+from transforms.asr.options import AsrOptions
+from transforms.asr.whisper import FasterWhisperModelHandler
 from transforms.core.audio import encode, resample
 from transforms.core.segmentation import SegmentOptions, find_utterances
 from transforms.segment import SegmentSpeech

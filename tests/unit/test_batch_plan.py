@@ -29,7 +29,7 @@ from beam_jobs.batch import (
     waves,
 )
 from schemas.records import RecordingTask
-from transforms.recordings import (
+from transforms.io.recordings import (
     RecordingInfo,
     RecordingsConfig,
     recording_problem,

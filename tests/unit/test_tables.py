@@ -183,7 +183,7 @@ def test_transcripts_schema_golden() -> None:
 def test_nested_transcript_round_trips_through_parquet(tmp_path: Path) -> None:
     from schemas.records import Transcript, Word
     from schemas.tables import TRANSCRIPTS
-    from transforms.parquet_sink import read_rows_file, write_rows_file
+    from transforms.io.parquet_sink import read_rows_file, write_rows_file
 
     t = Transcript(
         "c1", "agent", 1000, 2500, "hello 你好", "zh", "zh-en", -0.2, "m", "transformers",

@@ -55,7 +55,7 @@ from schemas.tables import (
     from_arrow_row,
     to_arrow_value,
 )
-from transforms.durable import replace_atomically
+from transforms.io.durable import replace_atomically
 
 _NS: Final = "callqa.sink"
 STAGE: Final = "sink"

@@ -43,8 +43,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.events import H_CAPTURE_TIME_MS, parse_capture_time_ms
 from schemas.records import KafkaRecord
-from transforms.commit import Checkpoint, advance, is_acked, read_checkpoint, write_checkpoint
-from transforms.kafka_client import new_consumer
+from transforms.io.commit import Checkpoint, advance, is_acked, read_checkpoint, write_checkpoint
+from transforms.io.kafka_client import new_consumer
 
 _LOG = logging.getLogger(__name__)
 _NS = "callqa.source"

@@ -1,4 +1,4 @@
-"""``transforms/parquet_sink.py``: deterministic file names, idempotent atomic writes, acks."""
+"""``transforms/io/parquet_sink.py``: deterministic file names, idempotent atomic writes, acks."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS
 from tests.records import T0, call_row
-from transforms.parquet_sink import (
+from transforms.io.parquet_sink import (
     WriteTable,
     call_file,
     dead_letter_ack,
@@ -201,7 +201,7 @@ def test_a_write_that_fails_midway_leaves_no_temp_file(
         Path(where).write_bytes(b"PAR1 partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("transforms.parquet_sink.pq.write_table", failing_write)
+    monkeypatch.setattr("transforms.io.parquet_sink.pq.write_table", failing_write)
     with pytest.raises(OSError):
         write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
     assert all_files(tmp_path) == []
@@ -258,7 +258,7 @@ def test_a_different_final_row_never_replaces_the_published_one(tmp_path: Path) 
 def test_a_scored_final_row_writes_its_answers_first(tmp_path: Path) -> None:
     from schemas.records import ScorecardAnswer, ScorecardResult
     from schemas.tables import SCORECARD_ANSWERS
-    from transforms.parquet_sink import answers_file, read_rows_file, scorecard_answer_rows
+    from transforms.io.parquet_sink import answers_file, read_rows_file, scorecard_answer_rows
 
     card = ScorecardResult("default", 1.0, 3.0, 1 / 3, (
         ScorecardAnswer("greeting", True, 1.0, 1.0, "good morning", ROW.start_ms),
@@ -298,7 +298,7 @@ def test_a_scored_final_row_writes_its_answers_first(tmp_path: Path) -> None:
 def test_transcripts_are_write_once_and_the_stored_one_flows_on(tmp_path: Path) -> None:
     from schemas.records import Transcript
     from schemas.tables import TRANSCRIPTS
-    from transforms.parquet_sink import read_rows_file, transcript_file
+    from transforms.io.parquet_sink import read_rows_file, transcript_file
 
     first = Transcript("c-0001", "agent", ROW.start_ms, ROW.start_ms + 900, "hello", "en", "en",
                        -0.2, "m", "faster-whisper", (), ())  # fmt: skip

@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas.records import Transcript, Utterance
-from transforms.asr import at_event_time, transcribe_failures
+from transforms.asr.transcribe import at_event_time, transcribe_failures
 
 
 class _Model:

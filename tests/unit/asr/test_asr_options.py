@@ -1,5 +1,6 @@
 """ASR options: model-directory detection (incl. the Qwen3-ASR layout check), every knob
-honoured or refused per backend, language classes, length buckets (no model loaded)."""
+honoured or refused per backend, language classes, length buckets, batch queues (no model
+loaded)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ import pytest
 
 from beam_jobs.config import domain_terms
 from schemas.records import Utterance
-from transforms.asr import (
+from transforms.asr.hf import TransformersAsrModelHandler
+from transforms.asr.options import (
     AsrOptions,
     ModelKind,
     ModelLayoutError,
     detect_model,
     forced_language,
-    is_repetitive,
-    pick_language,
+    similar_length_groups,
     validate_options,
-    whisper_window_frames,
 )
-from transforms.asr_transformers import similar_length_groups
+from transforms.asr.whisper import FasterWhisperModelHandler
 
 CT2 = ModelKind("faster-whisper", "whisper")
 QWEN = ModelKind("transformers", "qwen3_asr")
@@ -134,25 +134,22 @@ def test_domain_terms_from_list_or_file(tmp_path: Path) -> None:
         domain_terms(f"@{tmp_path / 'missing.txt'}")
 
 
-def test_whisper_window_fits_the_utterance_within_bounds() -> None:
-    assert whisper_window_frames(300, min_window_s=10) == 1000  # 3 s → the 10 s minimum
-    assert whisper_window_frames(1250, min_window_s=10) == 1400  # 12.5 s + 1 s → 14 s
-    assert whisper_window_frames(1300, min_window_s=10) == 1400
-    assert whisper_window_frames(2950, min_window_s=10) == 3000  # capped at Whisper's 30 s
-    assert whisper_window_frames(300, min_window_s=30) == 3000  # the standard window
+def test_min_window_is_within_whispers_window() -> None:
     with pytest.raises(ValueError, match="min_window_s"):
         AsrOptions(model_dir="m", min_window_s=45)
 
 
-def test_decoding_loops_are_detected() -> None:
-    assert is_repetitive("I'm sorry, " * 40)
-    assert is_repetitive("斜斷" * 60)
-    assert not is_repetitive("Thank you for calling customer service. How can I help you today?")
-
-
-def test_language_id_prefers_the_expected_languages() -> None:
-    noisy_english = [("<|fi|>", 0.41), ("<|en|>", 0.38), ("<|de|>", 0.1)]
-    assert pick_language(noisy_english, ("zh", "en")) == "en"
-    assert pick_language(noisy_english, ()) == "fi"
-    assert pick_language([("<|fr|>", 0.93), ("<|en|>", 0.04)], ("zh", "en")) == "fr"
-    assert pick_language([("<|zh|>", 0.6), ("<|en|>", 0.3)], ("zh", "en")) == "zh"
+def test_batch_queues_per_backend_unless_length_buckets_are_given() -> None:
+    within_bundle = AsrOptions(model_dir="m")
+    assert FasterWhisperModelHandler(within_bundle).batch_elements_kwargs() == {"max_batch_size": 8}
+    waiting = AsrOptions(model_dir="m", max_batch_duration_s=1.0, max_batch_size=4)
+    whisper = FasterWhisperModelHandler(waiting).batch_elements_kwargs()
+    hf = TransformersAsrModelHandler(waiting, "qwen3_asr").batch_elements_kwargs()
+    assert whisper["bucket_boundaries"] == [9.0, 14.0, 20.0]
+    assert hf["bucket_boundaries"] == [4.0, 9.0, 16.0]
+    assert whisper["min_batch_size"] == whisper["max_batch_size"] == 4
+    assert whisper["max_batch_duration_secs"] == 1.0
+    given = AsrOptions(model_dir="m", max_batch_duration_s=1.0, length_buckets_s=(3.0, 7.0))
+    handlers = (FasterWhisperModelHandler(given), TransformersAsrModelHandler(given, "whisper"))
+    for handler in handlers:
+        assert handler.batch_elements_kwargs()["bucket_boundaries"] == [3.0, 7.0]

@@ -19,7 +19,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas.records import DeadLetter, Transcript, dead_letter
 from schemas.transcript_events import encode_transcript_event
-from transforms.kafka_client import new_producer
+from transforms.io.kafka_client import new_producer
 
 STAGE: Final = "publish"
 _DEAD: Final = "dead_letter"

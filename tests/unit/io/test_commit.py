@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schemas.records import Checkpoint
-from transforms.commit import (
+from transforms.io.commit import (
     advance,
     checkpoint_path,
     is_acked,
@@ -69,7 +69,7 @@ def test_a_damaged_checkpoint_is_reported_with_its_path(tmp_path: Path, bad: str
 
 def test_offset_acks_split_by_partition() -> None:
     from schemas.records import ChunkFact, OffsetAck
-    from transforms.commit import offset_acks
+    from transforms.io.commit import offset_acks
 
     facts = [ChunkFact("agent", s, 0, 1600, 16000, False, p, o)
              for s, (p, o) in enumerate([(1, 5), (1, 6), (3, 2), (1, 9)])]  # fmt: skip

@@ -18,15 +18,17 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 from schemas.records import Transcript, Utterance
-from transforms.asr import (
+from transforms.asr.options import (
     BACKEND_TRANSFORMERS,
     FAMILY_QWEN3_ASR,
+    FAMILY_WHISPER,
     AsrOptions,
     ModelLayoutError,
     batch_kwargs,
     detect_model,
     forced_language,
     make_transcript,
+    similar_length_groups,
     utterance_samples,
     validate_options,
 )
@@ -35,8 +37,10 @@ _LOG = logging.getLogger(__name__)
 _DTYPES: Final = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 _CLASSES: Final = {
     FAMILY_QWEN3_ASR: ("Qwen3ASRForConditionalGeneration", "Qwen3ASRProcessor"),
-    "whisper": ("WhisperForConditionalGeneration", "WhisperProcessor"),
+    FAMILY_WHISPER: ("WhisperForConditionalGeneration", "WhisperProcessor"),
 }
+#: RunInference's default length buckets for this backend (utterance seconds).
+DEFAULT_LENGTH_BUCKETS_S: Final = (4.0, 9.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -73,25 +77,6 @@ def resolve_torch_device(opts: AsrOptions) -> tuple[str, str]:
     if device == "cpu" and precision == "bf16":
         _LOG.warning("bf16 on CPU runs ~15x slower than fp32 on CPUs without AMX")
     return device, precision
-
-
-def similar_length_groups(
-    lengths: Sequence[int], max_ratio: float, max_size: int
-) -> list[list[int]]:
-    """Indices grouped so that in each group longest/shortest ≤ ``max_ratio`` and at most
-    ``max_size`` items: shortest first, so padding in one ``generate`` call stays small."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    buckets: list[list[int]] = []
-    for i in order:
-        if (
-            buckets
-            and len(buckets[-1]) < max_size
-            and lengths[i] <= max_ratio * max(1, lengths[buckets[-1][0]])
-        ):
-            buckets[-1].append(i)
-        else:
-            buckets.append([i])
-    return buckets
 
 
 class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedModel]):
@@ -245,7 +230,7 @@ class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedMode
         return texts, langs
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        return batch_kwargs(self._opts, BACKEND_TRANSFORMERS)
+        return batch_kwargs(self._opts, DEFAULT_LENGTH_BUCKETS_S)
 
     def get_metrics_namespace(self) -> str:
         return "callqa.asr"

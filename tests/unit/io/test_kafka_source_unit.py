@@ -1,11 +1,11 @@
-"""``transforms/kafka_source.py`` without a broker: the restriction tracker, the watermark rules
+"""``transforms/io/kafka_source.py`` without a broker: the restriction tracker, the watermark rules
 and the event-time fallback."""
 
 from __future__ import annotations
 
 import pytest
 
-from transforms.kafka_source import (
+from transforms.io.kafka_source import (
     LEFT_OUT,
     KafkaRestriction,
     KafkaRestrictionTracker,

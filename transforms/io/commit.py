@@ -32,8 +32,8 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.records import Checkpoint, ChunkFact, OffsetAck
-from transforms.durable import replace_atomically
-from transforms.kafka_client import new_consumer
+from transforms.io.durable import replace_atomically
+from transforms.io.kafka_client import new_consumer
 
 _NS: Final = "callqa.commit"
 Ranges = tuple[tuple[int, int], ...]

@@ -1,0 +1,40 @@
+"""The faster-whisper backend's pure helpers: encoder windows, decoding-loop detection,
+language id among the expected languages, default length buckets (no model loaded)."""
+
+from __future__ import annotations
+
+from transforms.asr.options import AsrOptions
+from transforms.asr.whisper import (
+    default_length_buckets_s,
+    is_repetitive,
+    pick_language,
+    whisper_window_frames,
+)
+
+
+def test_whisper_window_fits_the_utterance_within_bounds() -> None:
+    assert whisper_window_frames(300, min_window_s=10) == 1000  # 3 s → the 10 s minimum
+    assert whisper_window_frames(1250, min_window_s=10) == 1400  # 12.5 s + 1 s → 14 s
+    assert whisper_window_frames(1300, min_window_s=10) == 1400
+    assert whisper_window_frames(2950, min_window_s=10) == 3000  # capped at Whisper's 30 s
+    assert whisper_window_frames(300, min_window_s=30) == 3000  # the standard window
+
+
+def test_decoding_loops_are_detected() -> None:
+    assert is_repetitive("I'm sorry, " * 40)
+    assert is_repetitive("斜斷" * 60)
+    assert not is_repetitive("Thank you for calling customer service. How can I help you today?")
+
+
+def test_language_id_prefers_the_expected_languages() -> None:
+    noisy_english = [("<|fi|>", 0.41), ("<|en|>", 0.38), ("<|de|>", 0.1)]
+    assert pick_language(noisy_english, ("zh", "en")) == "en"
+    assert pick_language(noisy_english, ()) == "fi"
+    assert pick_language([("<|fr|>", 0.93), ("<|en|>", 0.04)], ("zh", "en")) == "fr"
+    assert pick_language([("<|zh|>", 0.6), ("<|en|>", 0.3)], ("zh", "en")) == "zh"
+
+
+def test_length_buckets_follow_the_minimum_window() -> None:
+    assert default_length_buckets_s(AsrOptions(model_dir="m")) == [9.0, 14.0, 20.0]
+    assert default_length_buckets_s(AsrOptions(model_dir="m", min_window_s=14)) == [13.0, 20.0]
+    assert default_length_buckets_s(AsrOptions(model_dir="m", min_window_s=30)) == [29.0]
