@@ -12,11 +12,11 @@ from schemas import audio
 
 
 def _kafka(args: argparse.Namespace) -> int:
-    from beam_jobs.services import create_topic, default_broker
+    from beam_jobs.services.local import create_topic, default_broker
 
     broker = default_broker()
     if args.action == "install":
-        from beam_jobs.services import install_kafka
+        from beam_jobs.services.local import install_kafka
 
         print(f"Kafka jars in {install_kafka() / 'libs'}")
     elif args.action == "start":
@@ -36,21 +36,21 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from beam_jobs.models import install_embedded_whisper
+    from beam_jobs.services.models import install_embedded_whisper
 
     print(install_embedded_whisper())
     return 0
 
 
 def _prism(args: argparse.Namespace) -> int:
-    from beam_jobs.services import prism_binary
+    from beam_jobs.services.local import prism_binary
 
     print(prism_binary())
     return 0
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from beam_jobs.producer import (
+    from beam_jobs.demo.producer import (
         call_events,
         interleave,
         load_call,
@@ -90,7 +90,7 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from beam_jobs.demo import run_demo
+    from beam_jobs.demo.demo import run_demo
 
     return run_demo(args.output_dir, args.asr)
 
@@ -117,19 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"callqa: error: {exc}", file=sys.stderr)
             return 2
     if argv and argv[0] == "report":
-        from beam_jobs.report import report_main
+        from beam_jobs.report.report import report_main
 
         return report_main(argv[1:])
     if argv[:2] == ["bench", "ingest"]:
-        from beam_jobs.bench import main as bench_main
+        from beam_jobs.bench.ingest import main as bench_main
 
         return bench_main(argv[2:])
     if argv[:2] == ["bench", "batch"]:
-        from beam_jobs.bench_batch import main as bench_batch_main
+        from beam_jobs.bench.batch import main as bench_batch_main
 
         return bench_batch_main(argv[2:])
     if argv[:2] in (["bench", "asr"], ["bench", "latency"]):
-        from beam_jobs.bench_asr import main as bench_asr_main
+        from beam_jobs.bench.asr import main as bench_asr_main
 
         return bench_asr_main(argv[1:])
     parser = argparse.ArgumentParser(prog="callqa", description=__doc__)
