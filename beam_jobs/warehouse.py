@@ -1,4 +1,5 @@
-"""Reading the warehouse output back (demo summary, tests, benchmarks) with DuckDB."""
+"""Reading the warehouse output back with DuckDB: the batch job (what is already final, its
+results), the demo summary, benchmarks, tests."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs.services import KafkaBroker, create_topic, free_port, prism_binary, unique_name
+from beam_jobs.services.local import KafkaBroker, create_topic, free_port, prism_binary, unique_name
 
 # Beam stops its Prism job servers from an atexit hook that logs after pytest closed the
 # streams; without this each run ends with "--- Logging error ---" tracebacks.

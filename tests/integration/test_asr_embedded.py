@@ -16,7 +16,7 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that
 
-from beam_jobs.models import install_embedded_whisper
+from beam_jobs.services.models import install_embedded_whisper
 from schemas.records import Transcript, Utterance
 from transforms.asr.options import AsrOptions, ModelLayoutError
 from transforms.asr.whisper import FasterWhisperModelHandler, resolve_device

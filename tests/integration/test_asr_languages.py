@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beam_jobs.asr_eval import error_counts
-from beam_jobs.demo_calls import DEMO_SCRIPTS
-from beam_jobs.models import install_embedded_whisper
-from beam_jobs.speech import add_noise, speak
+from beam_jobs.demo.calls import DEMO_SCRIPTS
+from beam_jobs.demo.speech import add_noise, speak
+from beam_jobs.report.asr_eval import error_counts
+from beam_jobs.services.models import install_embedded_whisper
 from schemas.records import Transcript, Utterance
 from tests.integration.test_asr_embedded import SENTENCES
 from transforms.asr.options import AsrOptions

@@ -18,8 +18,8 @@ from apache_beam.ml.inference.base import RunInference
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that
 
-from beam_jobs.models import install_embedded_whisper
-from beam_jobs.random_models import build_random_qwen3_asr, build_random_whisper
+from beam_jobs.services.models import install_embedded_whisper
+from beam_jobs.services.random_models import build_random_qwen3_asr, build_random_whisper
 from schemas.records import Transcript, Utterance
 from transforms.asr.hf import TransformersAsrModelHandler, resolve_torch_device
 from transforms.asr.options import AsrOptions, ModelLayoutError

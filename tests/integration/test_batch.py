@@ -70,7 +70,7 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
 def test_batch_job_transcribes_recordings(prism_location: str, tmp_path: Path) -> None:
     """Historic recordings through the same SegmentSpeech → Transcribe stages: each channel
     is cut once the watermark passes its end (a batch runner may reorder a key's chunks)."""
-    from beam_jobs.speech import Turn, scripted_call
+    from beam_jobs.demo.speech import Turn, scripted_call
 
     call = scripted_call("rec-spoken", "en", (
         Turn("agent", "Thank you for calling, how can I help you?"),

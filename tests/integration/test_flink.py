@@ -12,7 +12,13 @@ import apache_beam as beam
 import pytest
 
 from beam_jobs import warehouse
-from beam_jobs.producer import call_events, interleave, new_producer, send_events, synthetic_call
+from beam_jobs.demo.producer import (
+    call_events,
+    interleave,
+    new_producer,
+    send_events,
+    synthetic_call,
+)
 from tests.integration.harness import streaming_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from beam_jobs import warehouse
-from beam_jobs.producer import call_events, new_producer, send_events, synthetic_call
+from beam_jobs.demo.producer import call_events, new_producer, send_events, synthetic_call
 from tests.integration.harness import job_args, streaming_job
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,8 @@ import soundfile as sf
 
 from beam_jobs import warehouse
 from beam_jobs.cli import main
-from beam_jobs.producer import call_events, interleave, new_producer, send_events
-from beam_jobs.speech import ScriptedCall, Turn, scripted_call
+from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
+from beam_jobs.demo.speech import ScriptedCall, Turn, scripted_call
 from tests.integration.harness import job_args, streaming_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

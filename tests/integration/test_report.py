@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from beam_jobs.report import ReportSummary, build_report, page_name, report_main
+from beam_jobs.report.report import ReportSummary, build_report, page_name, report_main
 from schemas.records import (
     CallMetrics,
     CallRow,

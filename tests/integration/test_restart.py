@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from beam_jobs import warehouse
-from beam_jobs.producer import call_events, interleave, new_producer, send_events, synthetic_call
+from beam_jobs.demo.producer import (
+    call_events,
+    interleave,
+    new_producer,
+    send_events,
+    synthetic_call,
+)
 from tests.integration.harness import job_args, kill_job_process, start_job_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,8 +11,14 @@ import pytest
 
 from beam_jobs import warehouse
 from beam_jobs.cli import main
-from beam_jobs.producer import call_events, interleave, new_producer, send_events, synthetic_call
-from beam_jobs.services import KafkaBroker
+from beam_jobs.demo.producer import (
+    call_events,
+    interleave,
+    new_producer,
+    send_events,
+    synthetic_call,
+)
+from beam_jobs.services.local import KafkaBroker
 from tests.conftest import SASL_USER
 from tests.integration.harness import job_args
 

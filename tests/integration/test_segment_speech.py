@@ -21,7 +21,7 @@ from apache_beam.testing.util import assert_that
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from beam_jobs.models import install_embedded_whisper
+from beam_jobs.services.models import install_embedded_whisper
 from schemas.records import AudioChunk, SegmentationDone, Transcript, Utterance
 from transforms.asr.options import AsrOptions
 from transforms.asr.whisper import FasterWhisperModelHandler

@@ -18,9 +18,9 @@ import soundfile as sf
 from kafka import KafkaConsumer
 
 from beam_jobs import warehouse
-from beam_jobs.producer import CallAudio, call_events, new_producer, send_events
-from beam_jobs.random_models import build_random_qwen3_asr
-from beam_jobs.services import create_topic, unique_name
+from beam_jobs.demo.producer import CallAudio, call_events, new_producer, send_events
+from beam_jobs.services.local import create_topic, unique_name
+from beam_jobs.services.random_models import build_random_qwen3_asr
 from schemas.transcript_events import SCHEMA_PATH
 from tests.integration.harness import job_args, streaming_job
 from transforms.core.audio import resample

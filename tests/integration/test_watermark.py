@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from beam_jobs import warehouse
-from beam_jobs.producer import call_events, new_producer, synthetic_call
+from beam_jobs.demo.producer import call_events, new_producer, synthetic_call
 from tests.integration.harness import call_ids_on, job_args, streaming_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -67,7 +67,7 @@ EXPIRED: Final = "expired"
 #: The last event-time moment of a bounded input, in ms: the global window's end
 #: (9223371950454774999 µs in Beam) a second early and in whole milliseconds (runners keep
 #: timers in milliseconds, so the window end itself would come back truncated and compare below
-#: it). ``tests/unit/test_aggregate_teststream.py`` checks it against Beam's value.
+#: it). ``tests/unit/transforms/test_aggregate_teststream.py`` checks it against Beam's value.
 END_OF_INPUT_MS: Final = 9_223_371_950_454_774 - 1_000
 
 #: Metric names the step counts (``Step.counts``), all in the ``callqa.aggregate`` namespace.

@@ -223,6 +223,13 @@ CHUNK_CASES = [
         [(1, True, "end_of_call", 5)],
     ),
     Case(
+        "without that wait, a chunk after the marker makes a premature final and a v2",
+        CFG,
+        [*FIVE[:3], chunk(4, end_of_call=True), chunk(3), Clock(1)],
+        [(1, True, "end_of_call", 4), (2, True, "late_correction", 5)],
+        counts={"chunks_late": 1},
+    ),
+    Case(
         "a duplicate is counted once and dead-lettered",
         CFG,
         [*FIVE, chunk(2, offset=99), PAST_GAP],

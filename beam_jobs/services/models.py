@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Final
 
-from beam_jobs.services import cache_dir
+from beam_jobs.services.local import cache_dir
 
 EMBEDDED_WHISPER: Final = "whisper-base-ct2"
 #: Pinned from the 1.0.0 packages (2026-11-25); a mismatch means a different or damaged model.

@@ -19,7 +19,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_jobs.pipeline import counter_total
 from schemas.records import DeadLetter, RowWithAck, SegmentationDone, Transcript
-from tests.unit.test_aggregate_teststream import (
+from tests.unit.transforms.test_aggregate_teststream import (
     BASE_MS,
     CALL,
     CFG,

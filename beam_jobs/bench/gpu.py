@@ -1,4 +1,4 @@
-"""``python -m beam_jobs.bench_gpu``: Qwen3-ASR-1.7B architecture throughput on a GPU.
+"""``python -m beam_jobs.bench.gpu``: Qwen3-ASR-1.7B architecture throughput on a GPU.
 
 Random weights from the published config (no hub), bf16, a fixed number of generated tokens
 per utterance (``min_new_tokens = max_new_tokens``: random weights would stop at random), the
@@ -22,7 +22,7 @@ ANCHOR_RTFX = 148.0
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from beam_jobs.random_models import random_qwen3_asr
+    from beam_jobs.services.random_models import random_qwen3_asr
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--utterances", type=int, default=128)

@@ -1,6 +1,6 @@
 """``transforms/decode.py``: one test per dead-letter reason, a G.711 record, and the DoFn in a
 small batch pipeline (outputs, dead letters and counters). The codecs themselves:
-``tests/unit/core/test_audio.py``."""
+``tests/unit/transforms/core/test_audio.py``."""
 
 from __future__ import annotations
 

@@ -18,9 +18,15 @@ import time
 from pathlib import Path
 
 from beam_jobs import warehouse
+from beam_jobs.demo.producer import (
+    call_events,
+    interleave,
+    new_producer,
+    send_events,
+    synthetic_call,
+)
 from beam_jobs.pipeline import run
-from beam_jobs.producer import call_events, interleave, new_producer, send_events, synthetic_call
-from beam_jobs.services import create_topic, default_broker, prism_binary, unique_name
+from beam_jobs.services.local import create_topic, default_broker, prism_binary, unique_name
 
 
 def _raw_consume(bootstrap: str, topic: str) -> tuple[int, int, float]:

@@ -24,9 +24,9 @@ import numpy as np
 
 from beam_jobs import warehouse
 from beam_jobs.config import resolve_asr_dir
-from beam_jobs.demo_calls import DEMO_SCRIPTS
-from beam_jobs.services import cache_dir
-from beam_jobs.speech import Turn, scripted_call
+from beam_jobs.demo.calls import DEMO_SCRIPTS
+from beam_jobs.demo.speech import Turn, scripted_call
+from beam_jobs.services.local import cache_dir
 
 _MTIME_S: Final = 1_764_072_000  # 2025-11-25T12:00:00Z
 

@@ -16,7 +16,7 @@ from apache_beam.transforms import window
 from schemas.expectations import ExpectationSpec, FrameValidator
 from schemas.records import OffsetAck, QuarantinedRow, QuarantineWithAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
-from tests.unit.test_expectations import CALL, CARD, LETTER, METRICS, T0, TRANSCRIPT
+from tests.unit.schemas.test_expectations import CALL, CARD, LETTER, METRICS, T0, TRANSCRIPT
 from transforms.validate import (
     QUARANTINE_TAG,
     VALID_TAG,

@@ -20,7 +20,7 @@ def test_unknown_noise_suppression_is_refused_not_ignored() -> None:
 
 @pytest.mark.parametrize("level", ["moderate", "aggressive"])
 def test_noise_suppression_brings_speech_closer_to_clean(level: str) -> None:
-    from beam_jobs.speech import add_noise, speak
+    from beam_jobs.demo.speech import add_noise, speak
 
     silence = np.zeros(8000, np.float32)
     clean = np.concatenate([silence, speak("thank you for calling", "en"), silence])

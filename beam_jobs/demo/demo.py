@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from beam_jobs import warehouse
-from beam_jobs.asr_eval import UNITS, error_counts
 from beam_jobs.config import DEFAULT_TRANSCRIPTS_TOPIC
-from beam_jobs.demo_calls import demo_calls
-from beam_jobs.live import LiveFollower, latencies_s, percentile
+from beam_jobs.demo.calls import demo_calls
+from beam_jobs.demo.live import LiveFollower, latencies_s, percentile
+from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.pipeline import make_pipeline
-from beam_jobs.producer import call_events, interleave, new_producer, send_events
-from beam_jobs.services import create_topic, default_broker, prism_binary
+from beam_jobs.report.asr_eval import UNITS, error_counts
+from beam_jobs.services.local import create_topic, default_broker, prism_binary
 from schemas.audio import DEFAULT_CHUNK_MS
 
 DEMO_MALFORMED = (
@@ -159,7 +159,7 @@ def _print_calls(rows: dict[str, dict[str, Any]]) -> None:
 
 
 def _print_report(out: Path) -> None:
-    from beam_jobs.report import build_report, data_date_range
+    from beam_jobs.report.report import build_report, data_date_range
 
     span = data_date_range(out)
     if span is None:

@@ -1,6 +1,6 @@
 """The demo's scripted customer-service calls: English, Mandarin and zh/en code-switched.
 
-Each is spoken by espeak-ng (``beam_jobs.speech``) onto agent and customer channels; the
+Each is spoken by espeak-ng (``beam_jobs.demo.speech``) onto agent and customer channels; the
 script is the reference the demo scores the transcripts against.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from beam_jobs.speech import ScriptedCall, Turn, scripted_call
+from beam_jobs.demo.speech import ScriptedCall, Turn, scripted_call
 
 
 class DemoScript(NamedTuple):

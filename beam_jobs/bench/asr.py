@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from beam_jobs.ceiling import batched_seconds
-from beam_jobs.demo_calls import demo_calls
-from beam_jobs.live import LiveFollower, latencies_s, percentile
-from beam_jobs.speech import ScriptedCall
+from beam_jobs.demo.calls import demo_calls
+from beam_jobs.demo.live import LiveFollower, latencies_s, percentile
+from beam_jobs.demo.speech import ScriptedCall
 from schemas.audio import DEFAULT_CHUNK_MS
 from schemas.records import Utterance
 from transforms.asr.options import AsrOptions, utterance_seconds
@@ -146,7 +146,7 @@ PROFILES: Final = (
 
 
 def bench_latency(args: argparse.Namespace) -> int:
-    from beam_jobs.services import create_topic, default_broker, unique_name
+    from beam_jobs.services.local import create_topic, default_broker, unique_name
 
     calls = [c for c in demo_calls() if c.language == "en"][: args.calls]
     broker = default_broker()
@@ -176,8 +176,8 @@ def bench_latency(args: argparse.Namespace) -> int:
 def _latency_run(
     bootstrap: str, topic: str, live: str, calls: list[ScriptedCall], extra: list[str]
 ) -> list[float]:
+    from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
     from beam_jobs.pipeline import make_pipeline
-    from beam_jobs.producer import call_events, interleave, new_producer, send_events
 
     work = Path(tempfile.mkdtemp(prefix="callqa-bench-lat-"))
     argv = [

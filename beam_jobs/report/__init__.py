@@ -1,0 +1,1 @@
+"""The HTML report and JSON summary of a date range of the warehouse (``callqa report``)."""

@@ -1,0 +1,2 @@
+"""Local services and models: the Kafka broker and the Prism runner, the embedded ASR model,
+random-weight models."""

@@ -1,0 +1,1 @@
+"""Unit tests of `beam_jobs`, one folder per package."""

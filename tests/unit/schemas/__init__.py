@@ -1,0 +1,1 @@
+"""Unit tests of `schemas`, one folder per package."""

@@ -1,0 +1,1 @@
+"""Unit tests of `transforms`, one folder per package."""
