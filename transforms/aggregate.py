@@ -27,7 +27,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import RowWithAck
+from schemas.records import OffsetAck, RowWithAck
 from transforms.core.lifecycle import (
     COUNTERS,
     AggregationConfig,
@@ -116,7 +116,9 @@ class AggregateCallFn(beam.DoFn):
         for item in step.append:
             log.add(item)
         for emit in step.rows:
-            acks = offset_acks(emit.row.source_topic, logs.facts()) if emit.with_offsets else ()
+            acks: tuple[OffsetAck, ...] = ()
+            if emit.with_offsets:  # read again: the step's own appends are in the store now
+                acks = offset_acks(emit.row.source_topic, CallLog.of_one(log.read).facts())
             yield RowWithAck(emit.row, acks)
         for dl in step.dead_letters:
             yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)

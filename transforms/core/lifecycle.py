@@ -32,9 +32,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from schemas.records import (
     AudioChunk,
@@ -55,7 +55,9 @@ from transforms.core.calls import (
     summarize,
 )
 from transforms.core.qa_metrics import QaOptions, call_metrics
-from transforms.core.scorecard import Scorecard, score_call
+
+if TYPE_CHECKING:  # scoring needs the [qa] extra; a job without ASR must not
+    from transforms.core.scorecard import Scorecard
 
 STAGE: Final = "aggregate"
 _LOG = logging.getLogger(__name__)
@@ -194,18 +196,26 @@ class CallLog(NamedTuple):
 
     @classmethod
     def of_one(cls, read: Callable[[], Iterable[ChunkFact | Transcript | Done]]) -> CallLog:
-        """The three logs kept in one store (the job's one bag state), told apart by type."""
+        """The three logs kept in one store (the job's one bag state), told apart by type. The
+        store is read once, when a log is first asked for: make a new one for each step."""
+        split: list[tuple[list[ChunkFact], list[Transcript], list[Done]]] = []
 
-        def facts() -> Iterator[ChunkFact]:
-            return (x for x in read() if isinstance(x, ChunkFact))
+        def parts() -> tuple[list[ChunkFact], list[Transcript], list[Done]]:
+            if not split:
+                facts: list[ChunkFact] = []
+                transcripts: list[Transcript] = []
+                done: list[Done] = []
+                for item in read():
+                    if isinstance(item, ChunkFact):
+                        facts.append(item)
+                    elif isinstance(item, Transcript):
+                        transcripts.append(item)
+                    else:
+                        done.append(item)
+                split.append((facts, transcripts, done))
+            return split[0]
 
-        def transcripts() -> Iterator[Transcript]:
-            return (x for x in read() if isinstance(x, Transcript))
-
-        def done() -> Iterator[Done]:
-            return (x for x in read() if isinstance(x, SegmentationDone | FailedUtterance))
-
-        return cls(facts, transcripts, done)
+        return cls(lambda: parts()[0], lambda: parts()[1], lambda: parts()[2])
 
 
 class Emit(NamedTuple):
@@ -503,6 +513,8 @@ class CallLifecycle:
                     segmented_to(done),
                 )  # fmt: skip
             elif self.scorecard is not None:
+                from transforms.core.scorecard import score_call
+
                 scorecard = score_call(self.scorecard, transcripts, metrics)
         return call_row(meta.info, summary, version, final, reason)._replace(
             metrics=metrics, scorecard=scorecard
