@@ -23,6 +23,10 @@ from transforms.io.kafka_source import KafkaSourceConfig
 #: flush is a bundle). Over 30 min of recordings: 8 per batch, at 0.79 of the hand-batched
 #: ceiling with 1 s chunks, against 0.69 before (docs/design.md).
 BOUNDED_BATCH_WAIT_S: Final = 1.0
+#: Streaming runs check their rows' expectations once per this much processing time (one GX run
+#: per table and window instead of per bundle of a row or two). It delays only the warehouse
+#: write, not the live transcripts on Kafka; bounded runs keep one run per bundle.
+STREAMING_VALIDATE_WINDOW_S: Final = 1.0
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
 DEFAULT_TRANSCRIPTS_TOPIC = "callqa.transcripts.v1"
@@ -167,6 +171,13 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument("--non_talk_min_s", type=float, default=2.0, help="dead-air threshold")
         g.add_argument("--overtalk_min_ms", type=int, default=300)
         g.add_argument(
+            "--validate_window_s",
+            type=float,
+            default=None,
+            help="how long rows wait to be checked together by great-expectations (default: "
+            f"{STREAMING_VALIDATE_WINDOW_S:g} when streaming; bounded runs check per bundle)",
+        )
+        g.add_argument(
             "--audit_lateness",
             action="store_true",
             help="also count on-time chunks per 1 s window (tests, benchmarks)",
@@ -185,6 +196,7 @@ class JobConfig:
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
     analyze: AnalyzeOptions = AnalyzeOptions()
+    validate_window_s: float = 0.0  # > 0: rows checked per window of processing time
 
 
 def resolve_asr_dir(spec: str) -> str:
@@ -281,6 +293,15 @@ def aggregation_config(
     )
 
 
+def validate_window_s(o: StreamingJobOptions) -> float:
+    window_s = o.validate_window_s
+    if window_s is None:
+        return 0.0 if o.bounded else STREAMING_VALIDATE_WINDOW_S
+    if window_s < 0:
+        raise ValueError(f"--validate_window_s must be >= 0, got {window_s:g}")
+    return float(window_s)
+
+
 def config_from_options(options: PipelineOptions) -> JobConfig:
     o = options.view_as(StreamingJobOptions)
     streaming = bool(options.view_as(StandardOptions).streaming)
@@ -315,6 +336,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
         aggregation=aggregation_config(o, asr, o.bounded, o.live_interval_s),
         output_dir=o.output_dir,
         streaming=streaming,
+        validate_window_s=validate_window_s(o),
         audit_lateness=o.audit_lateness,
         commit=CommitConfig(
             bootstrap_servers=o.kafka_bootstrap_servers,

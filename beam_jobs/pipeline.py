@@ -67,7 +67,9 @@ def build_pipeline(
         analyzed = transcribed["transcripts"] | "AnalyzeTranscripts" >> AnalyzeTranscripts(
             cfg.analyze
         )
-        checked = analyzed["transcripts"] | "ValidateTranscripts" >> ValidateRows(TRANSCRIPTS)
+        checked = analyzed["transcripts"] | "ValidateTranscripts" >> ValidateRows(
+            TRANSCRIPTS, window_s=cfg.validate_window_s
+        )
         quarantined.append(checked.quarantine)
         written = checked.valid | "WriteTranscripts" >> WriteTable(
             TRANSCRIPTS, cfg.output_dir, emit_written=True
@@ -91,7 +93,9 @@ def build_pipeline(
                 | "PublishTranscripts" >> PublishTranscripts(cfg.transcripts_sink)
             )
     aggregated = call_events | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
-    checked_calls = aggregated.rows | "ValidateCalls" >> ValidateRows(CALLS)
+    checked_calls = aggregated.rows | "ValidateCalls" >> ValidateRows(
+        CALLS, window_s=cfg.validate_window_s
+    )
     quarantined.append(checked_calls.quarantine)
     calls = checked_calls.valid | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
     failures += [aggregated.dead_letter, calls.dead_letter]
@@ -100,7 +104,7 @@ def build_pipeline(
     checked_letters = (
         failures
         | "FlattenDeadLetters" >> beam.Flatten()
-        | "ValidateDeadLetters" >> ValidateRows(DEAD_LETTERS)
+        | "ValidateDeadLetters" >> ValidateRows(DEAD_LETTERS, window_s=cfg.validate_window_s)
     )
     quarantined.append(checked_letters.quarantine)
     dead_letters = checked_letters.valid | "WriteDeadLetters" >> WriteTable(
@@ -109,7 +113,7 @@ def build_pipeline(
     checked_held = (
         quarantined
         | "FlattenQuarantine" >> beam.Flatten()
-        | "ValidateQuarantine" >> ValidateRows(QUARANTINE)
+        | "ValidateQuarantine" >> ValidateRows(QUARANTINE, window_s=cfg.validate_window_s)
     )
     held = checked_held.valid | "WriteQuarantine" >> WriteTable(QUARANTINE, cfg.output_dir)
     if cfg.commit is not None:

@@ -4,8 +4,9 @@ Rows that meet every expectation continue unchanged; rows that fail one become a
 ``QuarantinedRow`` naming the failed expectations, carried with the row's offset acks so that a
 quarantined call still releases its source offsets once the quarantine record is durable.
 
-Rows are validated per bundle (one GX run per bundle, at most ``max_batch_rows`` rows): GX costs
-a fixed few milliseconds per expectation and run, whatever the number of rows.
+GX costs a fixed few milliseconds per expectation and run, whatever the number of rows, so rows
+are checked in batches: per bundle in bounded runs (``ValidateRowsFn``), per ``window_s`` of
+processing time in a stream (``ValidateWindowFn``), at most ``max_batch_rows`` rows a run.
 
 Call rows are checked together with their ``scorecard_answers`` rows: an answer that fails its
 suite holds back the call row (its answers are written with it, so neither table gets one
@@ -25,9 +26,17 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, NamedTuple
 
 import apache_beam as beam
+from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
 from apache_beam.transforms.window import BoundedWindow
-from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.timestamp import Duration, Timestamp
 from apache_beam.utils.windowed_value import PaneInfo, WindowedValue
 
 from schemas.expectations import SUITE_VERSION, FrameValidator, frame_of, suite_for
@@ -313,6 +322,10 @@ class ValidateRowsFn(beam.DoFn):
 
     def _flush(self) -> Iterator[Any]:
         pending, self._buffer = self._buffer, []
+        yield from self._route(pending)
+
+    def _route(self, pending: list[_Pending]) -> Iterator[Any]:
+        """Check ``pending`` in one GX run and send each row to its output."""
         if not pending:
             return
         checked = self._check(pending)
@@ -342,6 +355,74 @@ class ValidateRowsFn(beam.DoFn):
                 yield WindowedValue(p.element, p.timestamp, windows, p.pane)
 
 
+class ValidateWindowFn(ValidateRowsFn):
+    """Streaming: the rows of ``window_s`` of processing time checked in one GX run.
+
+    A stream's bundles hold a row or two, and a GX run costs the same for one row as for
+    hundreds, so validating per bundle spent most of the job's CPU at a few calls (profile:
+    docs/design.md). Input ``(key, element)`` with one key per table: rows wait in state until
+    ``window_s`` after the first of them, or until ``max_batch_rows`` are in. Outputs are as
+    ``ValidateRowsFn``'s, each with its own row's timestamp; the flush timer holds the
+    watermark at the earliest waiting row's, so nothing downstream sees a row as late."""
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    DUE = ReadModifyWriteStateSpec("due", PickleCoder())  # _Due of the waiting rows
+    FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
+
+    def __init__(
+        self, table_name: str, window_s: float, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    ) -> None:
+        super().__init__(table_name, max_batch_rows)
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self._window_s = window_s
+
+    def process(  # type: ignore[override]
+        self,
+        element: tuple[str, Any],
+        timestamp: Any = beam.DoFn.TimestampParam,
+        window: Any = beam.DoFn.WindowParam,
+        pane: Any = beam.DoFn.PaneInfoParam,
+        pending: Any = beam.DoFn.StateParam(PENDING),
+        due: Any = beam.DoFn.StateParam(DUE),
+        flush: Any = beam.DoFn.TimerParam(FLUSH),
+    ) -> Iterator[Any]:
+        pending.add(_Pending(element[1], timestamp, window, pane))
+        waiting: _Due | None = due.read()
+        if waiting is None:
+            waiting = _Due(Timestamp.now() + Duration(seconds=self._window_s), timestamp, 0)
+            flush.set(waiting.fire_at)  # holds the watermark at this row's timestamp
+        elif timestamp < waiting.hold:
+            waiting = waiting._replace(hold=timestamp)
+            flush.set(waiting.fire_at)  # the same time, the hold at the earlier row
+        waiting = waiting._replace(rows=waiting.rows + 1)
+        if waiting.rows >= self._max_batch_rows:
+            flush.clear()
+            yield from self._take(pending, due)
+        else:
+            due.write(waiting)
+
+    @on_timer(FLUSH)
+    def on_flush(
+        self,
+        pending: Any = beam.DoFn.StateParam(PENDING),
+        due: Any = beam.DoFn.StateParam(DUE),
+    ) -> Iterator[Any]:
+        yield from self._take(pending, due)
+
+    def _take(self, pending: Any, due: Any) -> Iterator[Any]:
+        rows = list(pending.read())
+        pending.clear()
+        due.clear()
+        yield from self._route(rows)
+
+
+class _Due(NamedTuple):
+    fire_at: Timestamp  # processing time of the flush
+    hold: Timestamp  # the earliest waiting row's timestamp (the timer's watermark hold)
+    rows: int
+
+
 class ValidateRows(beam.PTransform):
     """Runs ``table``'s expectation suite on its rows; failing rows go to quarantine.
 
@@ -362,10 +443,13 @@ class ValidateRows(beam.PTransform):
         checked.quarantine | "WriteQuarantine" >> ...
     """
 
-    def __init__(self, table: Table, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS) -> None:
+    def __init__(
+        self, table: Table, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, window_s: float = 0.0
+    ) -> None:
         super().__init__()
         self._table = table
         self._max_batch_rows = max_batch_rows
+        self._window_s = window_s  # > 0: one GX run per this much processing time (streaming)
 
     def default_label(self) -> str:
         return f"ValidateRows_{self._table.name}"  # one per table in a pipeline
@@ -378,12 +462,18 @@ class ValidateRows(beam.PTransform):
         # of a stateful DoFn (the per-call aggregation) was split and lost input elements
         # (measured: 2 of 2 runs of the 20-call streaming test lost chunks; 0 of 2 with this
         # fusion break).
-        decoupled = rows | f"Decouple_{self._table.name}" >> beam.Reshuffle()
-        return decoupled | f"Validate_{self._table.name}" >> beam.ParDo(
-            ValidateRowsFn(self._table.name, self._max_batch_rows)
-        ).with_output_types(element_type, **{QUARANTINE_TAG: QuarantineWithAck}).with_outputs(
-            QUARANTINE_TAG, main=VALID_TAG
-        )
+        name = self._table.name
+        if self._window_s > 0:  # keyed state is its own stage already
+            staged = rows | f"KeyForValidation_{name}" >> beam.Map(
+                lambda row: (name, row)
+            ).with_output_types(tuple[str, Any])
+            fn: ValidateRowsFn = ValidateWindowFn(name, self._window_s, self._max_batch_rows)
+        else:
+            staged = rows | f"Decouple_{name}" >> beam.Reshuffle()
+            fn = ValidateRowsFn(name, self._max_batch_rows)
+        return staged | f"Validate_{name}" >> beam.ParDo(fn).with_output_types(
+            element_type, **{QUARANTINE_TAG: QuarantineWithAck}
+        ).with_outputs(QUARANTINE_TAG, main=VALID_TAG)
 
 
 def quarantined_transcript(held: QuarantineWithAck) -> DeadLetter:

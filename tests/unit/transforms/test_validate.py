@@ -22,6 +22,7 @@ from transforms.validate import (
     VALID_TAG,
     ValidateRows,
     ValidateRowsFn,
+    ValidateWindowFn,
     quarantine,
     row_json,
 )
@@ -40,8 +41,13 @@ def distributions(result: beam.runners.runner.PipelineResult) -> dict[str, Any]:
     return {d.key.metric.name: d.committed for d in query["distributions"]}
 
 
+#: Per bundle (bounded runs) and per window of processing time (streaming): the same routing.
+WINDOWS_S = pytest.mark.parametrize("window_s", [0.0, 1.0], ids=["per_bundle", "per_window"])
+
+
+@WINDOWS_S
 def test_good_calls_stay_and_bad_calls_are_quarantined_with_their_acks(
-    capfd: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str], window_s: float
 ) -> None:
     good = RowWithAck(CALL, (ACK,))
     live = RowWithAck(CALL._replace(version=0, is_final=False, close_reason="live"), ())
@@ -55,7 +61,8 @@ def test_good_calls_stay_and_bad_calls_are_quarantined_with_their_acks(
         live.row._replace(call_id="c-4", metrics=METRICS._replace(agent_talk_ratio=1.5)), ()
     )
     p = beam.Pipeline(runner=FnApiRunner())
-    out = p | beam.Create([good, live, unfinished, broken, broken_live]) | ValidateRows(CALLS)
+    rows = [good, live, unfinished, broken, broken_live]
+    out = p | beam.Create(rows) | ValidateRows(CALLS, window_s=window_s)
     assert_that(out.valid, equal_to([good, live]), label="valid")
     assert_that(
         out.quarantine | beam.Map(lambda q: (q.row.row_key, q.row.failed_expectations, q.acks)),
@@ -197,7 +204,8 @@ class _StampFn(beam.DoFn):
         yield key, int(timestamp.micros // 1000), int(w.start.micros // 1000)
 
 
-def test_outputs_keep_each_elements_timestamp_and_window() -> None:
+@WINDOWS_S
+def test_outputs_keep_each_elements_timestamp_and_window(window_s: float) -> None:
     rows = [
         RowWithAck(CALL._replace(call_id="a", start_ms=T0 + 1_000, end_ms=T0 + 2_000)),
         RowWithAck(CALL._replace(call_id="b", start_ms=T0 + 61_000, end_ms=T0 + 62_000)),
@@ -209,7 +217,7 @@ def test_outputs_keep_each_elements_timestamp_and_window() -> None:
         | beam.Create(rows)
         | beam.Map(lambda r: window.TimestampedValue(r, r.row.start_ms / 1000))
         | beam.WindowInto(window.FixedWindows(60))
-        | ValidateRows(CALLS)
+        | ValidateRows(CALLS, window_s=window_s)
     )
     assert_that(
         out.valid | "StampValid" >> beam.ParDo(_StampFn()),
@@ -240,6 +248,24 @@ def test_a_full_buffer_is_validated_before_the_bundle_ends() -> None:
     batches = distributions(result)["calls_batch_rows"]
     assert (batches.sum, batches.max) == (5, 2)
     assert counters(result)["calls_rows_valid"] == 5
+
+
+def test_a_window_is_validated_early_once_it_holds_max_batch_rows() -> None:
+    rows = [RowWithAck(CALL._replace(call_id=f"c-{i}")) for i in range(5)]
+    p = beam.Pipeline(runner=FnApiRunner())
+    out = (
+        p
+        | beam.Create(rows)
+        | beam.Map(lambda r: ("calls", r))
+        | beam.ParDo(ValidateWindowFn("calls", window_s=3600, max_batch_rows=2)).with_outputs(
+            QUARANTINE_TAG, main=VALID_TAG
+        )
+    )
+    assert_that(out.valid, equal_to(rows))
+    result = p.run()
+    result.wait_until_finish()
+    batches = distributions(result)["calls_batch_rows"]
+    assert (batches.sum, batches.count, batches.max) == (5, 3, 2)  # 2, 2, then 1 at the timer
 
 
 class _BrokenCheckerFn(ValidateRowsFn):
@@ -303,5 +329,7 @@ def test_configuration_errors_and_no_gx_before_setup() -> None:
         ValidateRowsFn("nope")
     with pytest.raises(ValueError, match="max_batch_rows"):
         ValidateRowsFn("calls", max_batch_rows=0)
+    with pytest.raises(ValueError, match="window_s"):
+        ValidateWindowFn("calls", window_s=0)
     fn = ValidateRowsFn("calls")
     assert not hasattr(fn, "_validators")  # the GX context is built in setup(), on the worker
