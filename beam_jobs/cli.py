@@ -140,6 +140,12 @@ def _bench_batch(args: argparse.Namespace) -> int:
     return bench_batch_main(args.rest)
 
 
+def _bench_capacity(args: argparse.Namespace) -> int:
+    from beam_jobs.bench.capacity import main as bench_capacity_main
+
+    return bench_capacity_main(args.rest)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from beam_jobs.demo.demo import run_demo
 
@@ -155,13 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, passthrough=True, help=text).set_defaults(func=func)
 
-    b = sub.add_parser("bench", help="benchmarks: `callqa bench ingest|asr|latency|batch --help`")
+    b = sub.add_parser("bench", help="benchmarks: `callqa bench <name> --help`")
     bench = b.add_subparsers(dest="benchmark", required=True)
     for name, func, text in (
         ("ingest", _bench_ingest, "Kafka → decode → aggregate → Parquet vs raw kafka-python"),
         ("asr", _bench_asr, "the ASR backend direct vs batched vs the Beam stage"),
         ("latency", _bench_asr, "end of utterance → transcript on Kafka"),
         ("batch", _bench_batch, "the batch job over a folder of recordings vs the ASR ceiling"),
+        ("capacity", _bench_capacity, "how many live calls one node holds, vs the ASR ceiling"),
     ):
         bench.add_parser(name, passthrough=True, help=text).set_defaults(func=func)
 

@@ -31,6 +31,11 @@ from beam_jobs.services.local import cache_dir
 _MTIME_S: Final = 1_764_072_000  # 2025-11-25T12:00:00Z
 
 
+def corpus_dir(minutes: float) -> Path:
+    """The cached corpus of at least ``minutes`` (``bench capacity`` draws its calls from it)."""
+    return cache_dir() / f"bench-batch-{minutes:g}min"
+
+
 def build_corpus(folder: Path, minutes: float, seed: int = 7) -> list[Path]:
     """Stereo wav files (agent left, customer right) totalling at least ``minutes`` of audio:
     each demo script under new call ids, every pause drawn again (0.3-3 s, some overtalk).
@@ -65,7 +70,7 @@ def bench_batch(args: argparse.Namespace) -> int:
     from beam_jobs.ceiling import batched_speech_rate, utterances_from_recordings
     from transforms.asr.options import AsrOptions
 
-    corpus = Path(args.corpus_dir or cache_dir() / f"bench-batch-{args.minutes:g}min")
+    corpus = Path(args.corpus_dir) if args.corpus_dir else corpus_dir(args.minutes)
     print(f"corpus: {corpus} (at least {args.minutes:g} min of two-party recordings) ...")
     files = build_corpus(corpus, args.minutes)
     out = Path(tempfile.mkdtemp(prefix="callqa-bench-batch-"))

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr,speech,qa]"
+.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr,speech,qa,bench]"
 # Debian tools: kcat (the non-Python producer in the README), espeak-ng + sox (speech for
 # the ASR tests), chromium + a CJK font (the report).
 missing=""

@@ -42,6 +42,8 @@ ARGS = ["--streaming", "--asr", "embedded", "--output_dir=out", "x", "-h", "--",
          ["--calls", "4", "--help"]),
         ("beam_jobs.bench.batch.main", ["bench", "batch", "--minutes", "1", "--asr_beam_size=1"],
          ["--minutes", "1", "--asr_beam_size=1"]),
+        ("beam_jobs.bench.capacity.main", ["bench", "capacity", "--levels", "2,4", "--",
+         "--asr_beam_size=1"], ["--levels", "2,4", "--", "--asr_beam_size=1"]),
         # bench.asr parses its own asr|latency subcommand: it gets the word too
         ("beam_jobs.bench.asr.main", ["bench", "asr", "--repeat", "2"], ["asr", "--repeat", "2"]),
         ("beam_jobs.bench.asr.main", ["bench", "latency", "--", "--asr_beam_size=1"],
@@ -76,6 +78,7 @@ def test_run_help_reaches_beams_option_parser(
         (["bench", "asr", "--help"], "usage: callqa bench asr|latency asr "),
         (["bench", "latency", "--help"], "usage: callqa bench asr|latency latency "),
         (["bench", "batch", "--help"], "usage: callqa bench batch "),
+        (["bench", "capacity", "--help"], "usage: callqa bench capacity "),
     ],
 )
 def test_tool_help_is_the_tools_own(

@@ -1,0 +1,30 @@
+"""``callqa bench capacity`` end to end, kept short: one level of one call for 30 s on the real
+broker and Prism (the job as its own ``callqa run`` process), then the ASR ceiling. The table
+has a row with transcript latencies, and the ceiling is translated into calls."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from beam_jobs.bench.capacity import main
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_one_level_measures_latency_and_the_ceiling(
+    kafka_bootstrap: str, prism_location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["--levels", "1", "--hold-s", "30", "--grace-s", "5", "--pool-minutes", "1.5",
+               "--ceiling-speech-s", "20", f"--bootstrap-servers={kafka_bootstrap}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rows = [line.split() for line in out.splitlines() if re.match(r"^\s+1\s+\d+\s", line)]
+    assert len(rows) == 1, out
+    _, utterances, p50, p95 = rows[0][:4]
+    assert int(utterances) > 0 and 0 < float(p50) <= float(p95), out
+    assert re.search(r"CPU by stage|py-spy", out), out
+    ceiling = re.search(r"ceiling: ([\d.]+) s of speech per s.* → ([\d.]+) calls", out)
+    assert ceiling and float(ceiling[1]) > 0 and float(ceiling[2]) > 0, out
+    assert re.search(r"capacity: \d+ calls = [\d.]+ of the ceiling", out), out
