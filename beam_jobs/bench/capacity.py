@@ -335,6 +335,7 @@ class CallScheduler:
     calls: dict[str, CallInfo] = field(default_factory=dict)
     target: int = 0
     _heap: list[tuple[int, int, AudioChunkEvent]] = field(default_factory=list)
+    _templates: dict[int, list[AudioChunkEvent]] = field(default_factory=dict)
     _remaining: dict[str, int] = field(default_factory=dict)
     _count: Iterator[int] = field(default_factory=itertools.count)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -345,10 +346,19 @@ class CallScheduler:
 
         self._rng = random.Random(self.seed)
 
+    def _template(self, index: int) -> list[AudioChunkEvent]:
+        """A pool call's events at capture time 0, read and encoded once per pool call."""
+        if index not in self._templates:
+            self._templates[index] = call_events(self.load(index, ""), 0, self.chunk_ms)
+        return self._templates[index]
+
     def _start(self, start_ms: int) -> None:
         k = len(self.calls)
         call_id = f"{self.prefix}-{k:05d}"
-        events = call_events(self.load(k % self.pool_size, call_id), start_ms, self.chunk_ms)
+        events = [
+            e._replace(call_id=call_id, capture_time_ms=start_ms + (e.capture_time_ms or 0))
+            for e in self._template(k % self.pool_size)
+        ]
         last = max(e.capture_time_ms or start_ms for e in events)
         self.calls[call_id] = CallInfo(call_id, k % self.pool_size, start_ms, last + self.chunk_ms)
         self._remaining[call_id] = len(events)
@@ -417,8 +427,8 @@ class FinalRowWatcher:
         for folder in self._recent():
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if entry.name in self._seen:
-                        continue
+                    if not entry.name.endswith(".final.parquet") or entry.name in self._seen:
+                        continue  # live rows are most files: skipped without a parse
                     parsed = final_file_call(entry.name)
                     if parsed is None:
                         continue
@@ -779,7 +789,7 @@ def bench_capacity(args: argparse.Namespace) -> int:
     from beam_jobs.services.local import create_topic, default_broker, unique_name
 
     _psutil()
-    soak_s = parse_duration_s(args.soak) if args.soak else args.soak_s
+    soak_s = parse_duration_s(args.soak) if args.soak else 0.0
     levels = (args.calls,) if soak_s else parse_levels(args.levels)
     hold_s = soak_s or args.hold_s
     folder = Path(args.corpus_dir) if args.corpus_dir else corpus_dir(args.pool_minutes)
@@ -934,8 +944,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--hold-s", type=float, default=180.0, help="each level, after its ramp")
     ap.add_argument("--grace-s", type=float, default=10.0, help="load kept while results arrive")
     ap.add_argument("--keep-going", action="store_true", help="go on after a level fails")
-    ap.add_argument("--soak", default="", help="hold --calls for this long (30m, 1h, 90s)")
-    ap.add_argument("--soak-s", type=float, default=0.0, help="the same in seconds")
+    ap.add_argument("--soak", default="", help="hold --calls for this long (30m, 1h, 90s, 90)")
     ap.add_argument("--calls", type=int, default=4, help="with --soak: live calls")
     ap.add_argument("--asr", default="embedded", help="embedded | a model directory")
     ap.add_argument("--pool-minutes", type=float, default=30.0, help="the cached call pool")

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -58,17 +57,6 @@ def streaming_job(argv: Sequence[str]) -> Any:
         yield result
     finally:
         result.cancel()
-
-
-def start_job_process(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    """Run the job as its own process group (so kill -9 takes Prism down with it)."""
-    with open(log, "ab") as fh:
-        return subprocess.Popen(
-            [sys.executable, "-m", "beam_jobs.cli", "run", *argv],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def kill_job_process(proc: subprocess.Popen[bytes]) -> None:

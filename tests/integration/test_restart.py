@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from beam_jobs import warehouse
+from beam_jobs.bench.capacity import start_job
 from beam_jobs.demo.producer import (
     call_events,
     interleave,
@@ -19,7 +20,7 @@ from beam_jobs.demo.producer import (
     send_events,
     synthetic_call,
 )
-from tests.integration.harness import job_args, kill_job_process, start_job_process
+from tests.integration.harness import job_args, kill_job_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,7 +55,7 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
         daemon=True,
     )
     log = tmp_path / "job.log"
-    job = start_job_process(argv, log)
+    job = start_job(argv, log)
     try:
         thread.start()
         # Wait until the job has committed past some calls, while others are still streaming.
@@ -75,7 +76,7 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
         kill_job_process(job)
         killed_at = time.time()
 
-        job = start_job_process(argv, log)
+        job = start_job(argv, log)
         rows = warehouse.wait_for_final_calls(out, expected, timeout_s=90)
         thread.join(timeout=30)
         deadline = time.monotonic() + 30  # expiry, then the commit, follow the last final

@@ -173,9 +173,7 @@ def test_frame_stage_strips_the_project_root() -> None:
 
 
 def test_final_row_watcher_notes_new_final_files_only(tmp_path: Path) -> None:
-    hour = (
-        tmp_path / datetime.now(UTC).strftime("dt=%Y-%m-%d") / datetime.now(UTC).strftime("hour=%H")
-    )
+    hour = tmp_path / datetime.now(UTC).strftime("dt=%Y-%m-%d/hour=%H")  # one clock reading
     hour.mkdir(parents=True)
     (hour / "cap-00001.v0.live.o12.parquet").write_bytes(b"")
     (hour / ".cap-00001.v1.final.parquet.ab12.tmp").write_bytes(b"")
