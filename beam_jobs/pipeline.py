@@ -94,7 +94,7 @@ def build_pipeline(
             )
     aggregated = call_events | "AggregateCalls" >> AggregateCalls(cfg.aggregation)
     checked_calls = aggregated.rows | "ValidateCalls" >> ValidateRows(
-        CALLS, window_s=cfg.validate_window_s
+        CALLS, window_s=cfg.validate_window_s, live_window_s=cfg.validate_live_window_s
     )
     quarantined.append(checked_calls.quarantine)
     calls = checked_calls.valid | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)

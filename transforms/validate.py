@@ -56,6 +56,8 @@ _NS: Final = "callqa.validate"
 _LOG = logging.getLogger(__name__)
 VALID_TAG: Final = "valid"
 QUARANTINE_TAG: Final = "quarantine"
+#: Suffix of the validation key of live call rows (``validation_key``).
+LIVE_KEY: Final = "/live"
 DEFAULT_MAX_BATCH_ROWS: Final = 500  # bounds a bundle's DataFrame; GX cost is per run, not row
 
 
@@ -370,12 +372,19 @@ class ValidateWindowFn(ValidateRowsFn):
     FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
 
     def __init__(
-        self, table_name: str, window_s: float, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+        self,
+        table_name: str,
+        window_s: float,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        live_window_s: float | None = None,
     ) -> None:
         super().__init__(table_name, max_batch_rows)
-        if window_s <= 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
+        if window_s <= 0 or (live_window_s is not None and live_window_s <= 0):
+            raise ValueError(
+                f"window_s and live_window_s must be > 0, got {window_s}, {live_window_s}"
+            )
         self._window_s = window_s
+        self._live_window_s = window_s if live_window_s is None else live_window_s
 
     def process(  # type: ignore[override]
         self,
@@ -390,7 +399,8 @@ class ValidateWindowFn(ValidateRowsFn):
         pending.add(_Pending(element[1], timestamp, window, pane))
         waiting: _Due | None = due.read()
         if waiting is None:
-            waiting = _Due(Timestamp.now() + Duration(seconds=self._window_s), timestamp, 0)
+            window_s = self._live_window_s if element[0].endswith(LIVE_KEY) else self._window_s
+            waiting = _Due(Timestamp.now() + Duration(seconds=window_s), timestamp, 0)
             flush.set(waiting.fire_at)  # holds the watermark at this row's timestamp
         elif timestamp < waiting.hold:
             waiting = waiting._replace(hold=timestamp)
@@ -415,6 +425,14 @@ class ValidateWindowFn(ValidateRowsFn):
         pending.clear()
         due.clear()
         yield from self._route(rows)
+
+
+def validation_key(row: Any, table_name: str) -> tuple[str, Any]:
+    """The key a row waits under in ``ValidateWindowFn``: its table's, or for a live call row
+    (an interim snapshot a later row replaces) the table's with ``LIVE_KEY``, so that live rows
+    can wait longer than final ones."""
+    live = isinstance(row, RowWithAck) and not row.row.is_final
+    return (table_name + LIVE_KEY if live else table_name), row
 
 
 class _Due(NamedTuple):
@@ -444,12 +462,17 @@ class ValidateRows(beam.PTransform):
     """
 
     def __init__(
-        self, table: Table, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS, window_s: float = 0.0
+        self,
+        table: Table,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        window_s: float = 0.0,
+        live_window_s: float | None = None,
     ) -> None:
         super().__init__()
         self._table = table
         self._max_batch_rows = max_batch_rows
         self._window_s = window_s  # > 0: one GX run per this much processing time (streaming)
+        self._live_window_s = live_window_s  # live call rows (None: window_s)
 
     def default_label(self) -> str:
         return f"ValidateRows_{self._table.name}"  # one per table in a pipeline
@@ -465,9 +488,11 @@ class ValidateRows(beam.PTransform):
         name = self._table.name
         if self._window_s > 0:  # keyed state is its own stage already
             staged = rows | f"KeyForValidation_{name}" >> beam.Map(
-                lambda row: (name, row)
+                validation_key, name
             ).with_output_types(tuple[str, Any])
-            fn: ValidateRowsFn = ValidateWindowFn(name, self._window_s, self._max_batch_rows)
+            fn: ValidateRowsFn = ValidateWindowFn(
+                name, self._window_s, self._max_batch_rows, self._live_window_s
+            )
         else:
             staged = rows | f"Decouple_{name}" >> beam.Reshuffle()
             fn = ValidateRowsFn(name, self._max_batch_rows)

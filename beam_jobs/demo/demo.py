@@ -4,9 +4,12 @@ Starts the local Kafka broker (installing it on first use), builds Prism if need
 scripted demo calls (English, Mandarin, zh/en code-switched; espeak-ng), starts the streaming
 job with the embedded ASR model on Prism, then produces the calls *while the job runs*
 (real-time pace, interleaved, plus a few malformed events) and follows the live-transcripts
-topic. When every call has its final row it cancels the job and prints, read back from the
-Parquet output with DuckDB: the call rows, each call's transcript scored against its script
-(WER / CER / MER), the end-of-utterance → Kafka latency and the dead letters.
+topic. Before the job starts it measures this machine's ASR speed on the calls' own speech and
+runs as many calls at once as the job holds in real time here (``beam_jobs.demo.plan``), or
+says that the machine is too slow for one and by how much. When every call has its final
+row it cancels the job and prints, read back from the Parquet output with DuckDB: the call
+rows, each call's transcript scored against its script (WER / CER / MER), the end-of-utterance
+→ Kafka latency and the dead letters.
 """
 
 from __future__ import annotations
@@ -21,14 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from beam_jobs import warehouse
+from beam_jobs.ceiling import batched_speech_rate
 from beam_jobs.config import DEFAULT_TRANSCRIPTS_TOPIC
 from beam_jobs.demo.calls import demo_calls
 from beam_jobs.demo.live import LiveFollower, latencies_s, percentile
+from beam_jobs.demo.plan import MEASURE_SPEECH_S, DemoPlan, plan, start_times_ms, turn_utterances
 from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
+from beam_jobs.demo.speech import ScriptedCall
 from beam_jobs.pipeline import make_pipeline
 from beam_jobs.report.asr_eval import UNITS, error_counts
 from beam_jobs.services.local import create_topic, default_broker, prism_binary
 from schemas.audio import DEFAULT_CHUNK_MS
+from schemas.records import Utterance
+from transforms.asr.options import AsrOptions
+from transforms.core.segmentation import SegmentOptions
 
 DEMO_MALFORMED = (
     ("bad-version", [("schema_version", b"99")], b"\x00\x00"),
@@ -52,10 +61,10 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
     if out.exists():
         shutil.rmtree(out)
     broker = default_broker()
-    print(f"[1/6] Kafka: starting on {broker.bootstrap_servers} (first run installs it) ...")
+    print(f"[1/7] Kafka: starting on {broker.bootstrap_servers} (first run installs it) ...")
     broker.start()
-    print(f"[2/6] Prism: {prism_binary()}")
-    print("[3/6] speaking the demo calls (espeak-ng: English, Mandarin, zh/en code-switched) ...")
+    print(f"[2/7] Prism: {prism_binary()}")
+    print("[3/7] speaking the demo calls (espeak-ng: English, Mandarin, zh/en code-switched) ...")
     calls = demo_calls()
     topic = f"callqa.demo.{int(time.time())}"
     create_topic(broker.bootstrap_servers, topic, partitions=4)
@@ -72,17 +81,23 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
         f"--asr={asr}",
         f"--transcripts_topic={live_topic}",
     ]
-    pipeline, _ = make_pipeline(argv)
-    print(f"[4/6] streaming job on Prism (ASR: {asr}): {topic} → {out}, live → {live_topic}")
+    pipeline, cfg = make_pipeline(argv)
+    concurrent = len(calls)
+    if cfg.asr is not None:
+        print("[4/7] measuring this machine's ASR speed on the demo's own speech ...")
+        demo_plan = measure(cfg.asr, calls)
+        print(f"      {demo_plan.summary()}")
+        concurrent = demo_plan.concurrent
+    print(f"[5/7] streaming job on Prism (ASR: {asr}): {topic} → {out}, live → {live_topic}")
     result = pipeline.run()
     follower = LiveFollower(broker.bootstrap_servers, live_topic)
     try:
-        start_ms = int(time.time() * 1000) + 3000
-        streams = [call_events(c.audio, start_ms + i * 1500) for i, c in enumerate(calls)]
+        durations = [len(c.audio.channels["agent"]) / c.audio.sample_rate_hz for c in calls]
+        starts = start_times_ms(durations, concurrent, int(time.time() * 1000) + 3000)
+        streams = [call_events(c.audio, t) for c, t in zip(calls, starts, strict=True)]
         total = sum(len(s) for s in streams)
-        seconds = max(len(c.audio.channels["agent"]) for c in calls) / 16000
-        print(f"[5/6] producing {len(calls)} calls ({total} chunks, ~{seconds:.0f} s each) "
-              "at real-time pace ...")  # fmt: skip
+        print(f"[6/7] producing {len(calls)} calls ({total} chunks, ~{max(durations):.0f} s each, "
+              f"{max(1, concurrent)} at a time) at real-time pace ...")  # fmt: skip
         producer = new_producer(broker.bootstrap_servers)
         for key, headers, value in DEMO_MALFORMED:
             producer.send(topic, key=key.encode(), value=value, headers=headers)
@@ -101,7 +116,7 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
         with contextlib.redirect_stderr(io.StringIO()):
             result.cancel()
             time.sleep(2)
-    print(f"[6/6] job cancelled; last final row {t_final - t_produced:.1f} s after the last chunk")
+    print(f"[7/7] job cancelled; last final row {t_final - t_produced:.1f} s after the last chunk")
     _print_calls(rows)
     _print_qa(rows)
     scored = _print_transcripts(out, calls)
@@ -124,6 +139,19 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
         'ORDER BY call_id, start_ms"'
     )
     return 0 if len(rows) == len(calls) and scored else 1
+
+
+def measure(opts: AsrOptions, calls: list[ScriptedCall]) -> DemoPlan:
+    """The plan for this machine: the backend batched by hand on the calls' own turns (with the
+    VAD's padding, as the job cuts them), and the speech a call holds per second."""
+    pad_s = 2 * SegmentOptions().speech_pad_ms / 1000
+    utts: list[Utterance] = []
+    for call in calls:
+        turns = [(t.role, t.start_s, t.end_s) for t in call.turns]
+        utts += turn_utterances(call.audio, turns, MEASURE_SPEECH_S / len(calls))
+    speech_s = sum(t.end_s - t.start_s + pad_s for c in calls for t in c.turns)
+    call_s = sum(len(c.audio.channels["agent"]) / c.audio.sample_rate_hz for c in calls)
+    return plan(batched_speech_rate(opts, utts), speech_s / call_s, len(calls))
 
 
 def _wait_for_last_turns(

@@ -70,6 +70,12 @@ class AsrOptions:
     # and one never, in 3 of 17 runs of test_qa_call; the job now runs Prism without splits,
     # see beam_jobs/runner.py). At 0, latency is the same (README, latency table).
     max_batch_duration_s: float = 0.0
+    # Utterances wait for the ASR in this many keyed queues. A queue runs one batch at a time,
+    # and its next batch takes every utterance that queued meanwhile, so batches grow with the
+    # backlog and nothing waits behind a half-full batch. Each queue decodes on its own model
+    # worker (faster-whisper's num_workers). 0: one per CPU on a CPU worker, one per machine
+    # with a GPU (``transforms.asr.transcribe.resolve_queues``).
+    queues: int = 0
     bucket_max_ratio: float = 1.5  # transformers: longest/shortest utterance per padded batch
     # RunInference batch queues by utterance length; () picks per backend (faster-whisper:
     # the lengths that share its minimum window go together).
@@ -80,15 +86,19 @@ class AsrOptions:
     min_window_s: float = 10.0
     large_model: bool = False  # one model per machine shared by the worker processes
     model_copies: int = 1  # with large_model: copies per machine (GPU workers)
-    cpu_threads: int = 0  # faster-whisper; 0: one per CPU this process may use
+    # faster-whisper threads per decode; 0: the CPUs this process may use, shared by the queues
+    # (2 CPUs, 2 queues: one thread each)
+    cpu_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.beam_size < 1 or self.max_alternatives < 1 or self.max_batch_size < 1:
+        if min(self.beam_size, self.max_alternatives, self.max_batch_size) < 1:
             raise ValueError("beam_size, max_alternatives and max_batch_size must be >= 1")
+        if self.queues < 0 or self.cpu_threads < 0:
+            raise ValueError("queues and cpu_threads must be >= 0 (0: automatic)")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if (
@@ -343,7 +353,7 @@ def batch_kwargs(opts: AsrOptions, default_buckets_s: Sequence[float]) -> dict[s
     bucket so an utterance is batched with others of similar length (less padding). The
     buckets are ``opts.length_buckets_s``, else the backend's ``default_buckets_s``."""
     if opts.max_batch_duration_s <= 0:  # batches within a bundle only (no state, no timer)
-        return {"max_batch_size": opts.max_batch_size}
+        return {"min_batch_size": opts.max_batch_size, "max_batch_size": opts.max_batch_size}
     return {
         "min_batch_size": opts.max_batch_size,
         "max_batch_size": opts.max_batch_size,

@@ -7,11 +7,17 @@ it). ``model_handler`` picks the backend from what the model directory holds
 
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from collections.abc import Iterator
 from typing import Any, Final
 
 import apache_beam as beam
+from apache_beam.coders import VarIntCoder
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.transforms.combiners import CountCombineFn
+from apache_beam.transforms.userstate import CombiningValueStateSpec
 from apache_beam.transforms.window import TimestampedValue
 
 from schemas.records import DeadLetter, Transcript, Utterance, dead_letter
@@ -22,7 +28,7 @@ from transforms.asr.options import (
     detect_model,
     validate_options,
 )
-from transforms.asr.whisper import FasterWhisperModelHandler
+from transforms.asr.whisper import FasterWhisperModelHandler, available_cpus, resolve_device
 
 STAGE: Final = "transcribe"
 
@@ -52,6 +58,51 @@ def transcribe_failures(failure: Any) -> Iterator[DeadLetter]:
         )
 
 
+def resolve_queues(opts: AsrOptions) -> AsrOptions:
+    """``opts`` with ``queues`` decided (0: automatic): one per CPU for faster-whisper on a CPU,
+    else one. Decided where the pipeline is built, so a job built on a machine without the
+    workers' GPU should pass ``--asr_queues`` (one per GPU)."""
+    if opts.queues:
+        return opts
+    kind = detect_model(opts.model_dir)
+    on_cpu = kind.backend == BACKEND_FASTER_WHISPER and resolve_device(opts)[0] == "cpu"
+    return dataclasses.replace(opts, queues=available_cpus() if on_cpu else 1)
+
+
+def asr_queue(utt: Utterance, queues: int) -> tuple[int, Utterance]:
+    """The queue an utterance waits in: a stable hash of the utterance (call, channel,
+    start), so that the queues share the load even with few calls."""
+    key = f"{utt.call_id}/{utt.channel}/{utt.start_ms}".encode()
+    return zlib.crc32(key) % queues, utt
+
+
+class QueueForAsrFn(beam.DoFn):
+    """Hands each queue's utterances to the ASR in the same bundle (``RunInference`` batches
+    within a bundle, see ``batch_kwargs``).
+
+    The state is what matters here: a keyed stage runs at most one bundle per key at a time,
+    and the runner's next bundle takes everything the key gathered meanwhile (Prism: all
+    pending elements of every key not in flight). So while the model decodes one batch, the
+    utterances cut meanwhile queue and go together as the next batch, as an inference
+    server's dynamic batching does, and the segmenter upstream never waits for the model: fused
+    into the segmenter's bundle, one 2 s decode held up every channel that bundle touched. The
+    count is the queue's total, kept as a metric."""
+
+    QUEUED = CombiningValueStateSpec("queued", VarIntCoder(), CountCombineFn())
+
+    def __init__(self) -> None:
+        self._queued = Metrics.counter("callqa.asr", "utterances_queued")
+
+    def process(
+        self,
+        element: tuple[int, Utterance],
+        queued: Any = beam.DoFn.StateParam(QUEUED),
+    ) -> Iterator[Utterance]:
+        queued.add(1)
+        self._queued.inc()
+        yield element[1]
+
+
 def at_event_time(record: Transcript | DeadLetter) -> TimestampedValue:
     """A transcript at its utterance's end, an ASR failure at its utterance's start.
 
@@ -68,19 +119,26 @@ class Transcribe(beam.PTransform):
     """``PCollection[Utterance]`` → ``transcripts`` (Transcript) and ``dead_letter``, both
     stamped with their utterance's event time again (``at_event_time``).
 
-    RunInference batches utterances across calls (``max_batch_size``, and in streaming at most
-    ``max_batch_duration_s`` of waiting) and loads the model once per worker process (once per
-    machine with ``large_model``).
+    Utterances first wait in ``opts.queues`` keyed queues (``QueueForAsrFn``): a batch takes
+    what queued while the one before it ran. RunInference batches them across calls
+    (``max_batch_size``, and with ``max_batch_duration_s`` at most that long a wait) and loads
+    the model once per worker process (once per machine with ``large_model``).
     """
 
     def __init__(self, opts: AsrOptions) -> None:
         super().__init__()
-        self._opts = opts
-        self._handler = model_handler(opts)  # checks the directory and knobs at build time
+        self._opts = resolve_queues(opts)
+        self._handler = model_handler(self._opts)  # checks the directory and knobs at build time
 
     def expand(self, utterances: beam.PCollection[Utterance]) -> dict[str, beam.PCollection]:
+        queued = (
+            utterances
+            | "KeyByQueue"
+            >> beam.Map(asr_queue, self._opts.queues).with_output_types(tuple[int, Utterance])
+            | "Queue" >> beam.ParDo(QueueForAsrFn()).with_output_types(Utterance)
+        )
         main, other = (
-            utterances | "RunInference" >> RunInference(self._handler).with_exception_handling()
+            queued | "RunInference" >> RunInference(self._handler).with_exception_handling()
         )
         return {
             "transcripts": main

@@ -179,7 +179,24 @@ def _on_chunk(state: ChannelState, chunk: AudioChunk, opts: SegmentOptions) -> S
     if opts.segment_at_watermark or not due:
         return Step(buf, False, added, (), None, (flush,), 0, None)
     cut = _cut(buf, chain(state.audio, added), opts, final=False)
+    if _nothing_dropped(cut, buf):
+        # The held audio stays as it is (speech still going on): append the chunk instead of
+        # writing back everything held, which grew with the utterance (about 1.9 MB of state
+        # per channel per step over a 30 s utterance).
+        cut = cut._replace(audio_reset=False, audio_added=added)
     return cut._replace(timers=(*cut.timers, flush))
+
+
+def _nothing_dropped(cut: Step, before: SegmentBuffer) -> bool:
+    """The cut kept all the held audio: no utterance, the buffer starts where it did, no late
+    audio clipped."""
+    after = cut.buffer
+    return (
+        not cut.utterances
+        and cut.late_audio_ms is None
+        and after is not None
+        and after.start_ms == before.start_ms
+    )
 
 
 def _samples_16k(chunk: AudioChunk) -> np.ndarray:

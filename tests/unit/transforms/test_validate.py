@@ -18,6 +18,7 @@ from schemas.records import OffsetAck, QuarantinedRow, QuarantineWithAck, RowWit
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
 from tests.unit.schemas.test_expectations import CALL, CARD, LETTER, METRICS, T0, TRANSCRIPT
 from transforms.validate import (
+    LIVE_KEY,
     QUARANTINE_TAG,
     VALID_TAG,
     ValidateRows,
@@ -25,6 +26,7 @@ from transforms.validate import (
     ValidateWindowFn,
     quarantine,
     row_json,
+    validation_key,
 )
 
 ACK = OffsetAck("audio", 2, ((100, 161),))
@@ -268,6 +270,26 @@ def test_a_window_is_validated_early_once_it_holds_max_batch_rows() -> None:
     assert (batches.sum, batches.count, batches.max) == (5, 3, 2)  # 2, 2, then 1 at the timer
 
 
+def test_live_call_rows_wait_in_their_own_window() -> None:
+    final, live = RowWithAck(CALL), RowWithAck(CALL._replace(is_final=False, version=0))
+    assert validation_key(final, "calls") == ("calls", final)
+    assert validation_key(live, "calls") == ("calls" + LIVE_KEY, live)
+    assert validation_key(TRANSCRIPT, "transcripts") == ("transcripts", TRANSCRIPT)
+    p = beam.Pipeline(runner=FnApiRunner())
+    fn = ValidateWindowFn("calls", window_s=3600, max_batch_rows=2, live_window_s=7200)
+    out = (
+        p
+        | beam.Create([final, live])
+        | beam.Map(validation_key, "calls")
+        | beam.ParDo(fn).with_outputs(QUARANTINE_TAG, main=VALID_TAG)
+    )
+    assert_that(out.valid, equal_to([final, live]))
+    result = p.run()
+    result.wait_until_finish()
+    batches = distributions(result)["calls_batch_rows"]
+    assert (batches.count, batches.max) == (2, 1)  # one key: one batch of 2 (max_batch_rows)
+
+
 class _BrokenCheckerFn(ValidateRowsFn):
     """A suite GX cannot run (it names a column the rows do not have)."""
 
@@ -331,5 +353,7 @@ def test_configuration_errors_and_no_gx_before_setup() -> None:
         ValidateRowsFn("calls", max_batch_rows=0)
     with pytest.raises(ValueError, match="window_s"):
         ValidateWindowFn("calls", window_s=0)
+    with pytest.raises(ValueError, match="live_window_s"):
+        ValidateWindowFn("calls", window_s=1, live_window_s=0)
     fn = ValidateRowsFn("calls")
     assert not hasattr(fn, "_validators")  # the GX context is built in setup(), on the worker

@@ -141,7 +141,12 @@ def test_min_window_is_within_whispers_window() -> None:
 
 def test_batch_queues_per_backend_unless_length_buckets_are_given() -> None:
     within_bundle = AsrOptions(model_dir="m")
-    assert FasterWhisperModelHandler(within_bundle).batch_elements_kwargs() == {"max_batch_size": 8}
+    # Within a bundle, a batch takes up to 8 of what queued: no ramp from 1 (BatchElements'
+    # adaptive size) while utterances wait behind a batch of one.
+    assert FasterWhisperModelHandler(within_bundle).batch_elements_kwargs() == {
+        "min_batch_size": 8,
+        "max_batch_size": 8,
+    }
     waiting = AsrOptions(model_dir="m", max_batch_duration_s=1.0, max_batch_size=4)
     whisper = FasterWhisperModelHandler(waiting).batch_elements_kwargs()
     hf = TransformersAsrModelHandler(waiting, "qwen3_asr").batch_elements_kwargs()
@@ -153,3 +158,23 @@ def test_batch_queues_per_backend_unless_length_buckets_are_given() -> None:
     handlers = (FasterWhisperModelHandler(given), TransformersAsrModelHandler(given, "whisper"))
     for handler in handlers:
         assert handler.batch_elements_kwargs()["bucket_boundaries"] == [3.0, 7.0]
+
+
+def test_queues_on_cpu_are_one_per_cpu_each_decoding_on_its_share(tmp_path: Path) -> None:
+    from transforms.asr.transcribe import resolve_queues
+    from transforms.asr.whisper import available_cpus, decoders
+
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    cpu = resolve_queues(AsrOptions(model_dir=str(tmp_path), device="cpu"))
+    assert cpu.queues == available_cpus()
+    assert decoders(cpu) == (cpu.queues, max(1, available_cpus() // cpu.queues))
+    assert resolve_queues(AsrOptions(model_dir=str(tmp_path), device="cuda")).queues == 1
+    chosen = AsrOptions(model_dir=str(tmp_path), queues=3, cpu_threads=2)
+    assert resolve_queues(chosen) is chosen and decoders(chosen) == (3, 2)
+    qwen = tmp_path / "qwen"
+    qwen.mkdir()
+    _hf_dir(qwen, {"model_type": "qwen3_asr"})
+    assert resolve_queues(AsrOptions(model_dir=str(qwen), device="cpu")).queues == 1
+    with pytest.raises(ValueError, match="queues and cpu_threads must be >= 0"):
+        AsrOptions(model_dir="m", queues=-1)

@@ -100,3 +100,13 @@ def test_transcripts_and_failures_are_stamped_at_their_utterance_again() -> None
     )
     assert_that(letters, equal_to([(1000, 1000), (2000, 2000), (3000, 3000)]), label="letters")
     p.run().wait_until_finish()
+
+
+def test_a_call_waits_in_one_queue_and_calls_spread_over_the_queues() -> None:
+    from transforms.asr.transcribe import asr_queue
+
+    utts = [Utterance(f"call-{i}", "agent", 0, 500, 16000, b"", None) for i in range(64)]
+    queues = {asr_queue(u, 4)[0] for u in utts}
+    assert queues == {0, 1, 2, 3}
+    assert all(asr_queue(u, 4) == asr_queue(u, 4) for u in utts)
+    assert all(asr_queue(u, 1)[0] == 0 for u in utts)

@@ -369,3 +369,25 @@ def test_vad(case: VadCase) -> None:
         assert settled_ms <= by <= settled_ms + case.opts.vad_step_ms + 100, cuts
         if case.max_ms is not None:
             assert end - start <= case.max_ms, cuts
+
+
+def test_speech_still_going_on_is_appended_to_not_written_back() -> None:
+    """While nothing is cut, a VAD run keeps the held audio as it is: the chunk is appended
+    (the state write stays one chunk, not everything held since the utterance began)."""
+    samples = np.concatenate([silence(300), phrase(), phrase()])  # ~4.7 s, still speaking
+    ch = Channel(SegmentOptions())
+    appended = rewritten = 0
+    for s in range(0, len(samples), 1600):
+        held = len(ch.audio)
+        event = ChunkArrived(chunk(s // 16, samples=samples[s : s + 1600]))
+        ch.send(event, T0 + s // 16, s // 16)
+        if ch.buffer is not None and ch.buffer.vad_at_ms == ch.buffer.end_ms:  # the VAD ran
+            if len(ch.audio) == held + 1:
+                appended += 1
+            else:
+                rewritten += 1
+    assert not ch.utterances  # no pause long enough to cut
+    assert appended >= 12 and rewritten <= 3, (appended, rewritten)
+    held = np.concatenate([np.frombuffer(a.samples, np.float32) for a in ch.audio])
+    assert ch.buffer is not None and ch.audio[0].event_ms == ch.buffer.start_ms
+    assert abs(len(held) - 16 * (ch.buffer.end_ms - ch.buffer.start_ms)) <= 16  # ms rounding

@@ -1,0 +1,37 @@
+"""Job options → ``JobConfig``: the streaming defaults that decide how the job spends its CPU."""
+
+from __future__ import annotations
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs.config import (
+    STREAMING_VALIDATE_WINDOW_S,
+    StreamingJobOptions,
+    validate_live_window_s,
+    validate_window_s,
+)
+
+
+def options(*argv: str) -> StreamingJobOptions:
+    return PipelineOptions(list(argv)).view_as(StreamingJobOptions)
+
+
+def test_live_call_rows_are_validated_once_per_live_interval_by_default() -> None:
+    o = options()
+    window = validate_window_s(o)
+    assert window == STREAMING_VALIDATE_WINDOW_S
+    assert validate_live_window_s(o, window) == o.live_interval_s == 10.0
+    assert validate_live_window_s(options("--live_interval_s=30"), window) == 30.0
+    # never shorter than the window of final rows; no live rows: the same window
+    assert validate_live_window_s(options("--live_interval_s=0.5"), window) == window
+    assert validate_live_window_s(options("--live_interval_s=0"), window) == window
+    assert validate_live_window_s(options("--validate_live_window_s=4"), window) == 4.0
+
+
+def test_bounded_runs_check_per_bundle_and_bad_windows_are_refused() -> None:
+    bounded = options("--bounded")
+    assert validate_window_s(bounded) == 0.0
+    assert validate_live_window_s(bounded, 0.0) is None
+    with pytest.raises(ValueError, match="--validate_live_window_s"):
+        validate_live_window_s(options("--validate_live_window_s=-1"), 1.0)
