@@ -144,11 +144,14 @@ def preflight(cfg: JobConfig) -> None:
         raise ValueError("preflight checks a Kafka job; this config has no Kafka source")
 
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=source.bootstrap_servers.split(","),
-            request_timeout_ms=10_000,
+        # 10 s to reach the broker (kafka-python waits 30 s by default) unless the client
+        # config says otherwise
+        settings = {
+            "request_timeout_ms": 10_000,
+            "bootstrap_timeout_ms": 10_000,
             **dict(source.consumer_config),
-        )
+        }
+        admin = KafkaAdminClient(bootstrap_servers=source.bootstrap_servers.split(","), **settings)
     except (KafkaError, OSError, ValueError) as exc:
         hint = (
             "check the credentials in --kafka_client_config"

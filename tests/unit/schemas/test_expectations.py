@@ -176,48 +176,60 @@ def test_nulls_pass_where_the_column_is_nullable(validators: dict[str, FrameVali
     assert failures(validators, "calls", [no_asr, sparse, CALL]) == [set(), set(), set()]
 
 
+BAD_CALLS: list[tuple[CallRow, str]] = [
+    (CALL._replace(call_id=""), "call_id_format"),
+    (CALL._replace(call_id="x" * 129), "call_id_format"),
+    (CALL._replace(call_id="a\nb"), "call_id_format"),
+    (CALL._replace(version=-1, is_final=False), "version_nonnegative"),
+    (CALL._replace(version=0), "final_version_positive"),
+    (CALL._replace(close_reason="hung_up"), "close_reason_known"),
+    (CALL._replace(end_ms=T0 - 1), "end_not_before_start"),
+    (CALL._replace(agent_audio_s=-0.1), "agent_audio_nonnegative"),
+    (CALL._replace(customer_audio_s=-1.0), "customer_audio_nonnegative"),
+    (CALL._replace(mixed_audio_s=-1.0), "mixed_audio_nonnegative"),
+    (CALL._replace(chunk_count=0), "chunk_count_positive"),
+    (CALL._replace(duplicate_chunks=-1), "duplicate_chunks_nonnegative"),
+    (CALL._replace(missing_seq_count=-1), "missing_seq_count_nonnegative"),
+    (with_metrics(agent_talk_ratio=1.01), "talk_ratio_range"),
+    (with_metrics(agent_talk_ratio=-0.01), "talk_ratio_range"),
+    (with_metrics(non_talk_s=-1.0), "non_talk_nonnegative"),
+    (with_metrics(longest_non_talk_s=61.0), "longest_non_talk_within_duration"),
+    (with_metrics(sentiment=1.5), "sentiment_range"),
+    (with_metrics(agent_sentiment=-1.5), "agent_sentiment_range"),
+    (with_metrics(customer_sentiment=2.0), "customer_sentiment_range"),
+    (with_metrics(sentiment_quarters=QUARTERS._replace(q3=-3.0)), "sentiment_q3_range"),
+    (
+        with_metrics(customer_sentiment_quarters=QUARTERS._replace(q1=1.1)),
+        "customer_sentiment_q1_range",
+    ),
+    (with_metrics(sentiment_trajectory=2.5), "sentiment_trajectory_range"),
+    (with_metrics(zh_share=1.2), "zh_share_range"),
+    (with_metrics(en_share=-0.2), "en_share_range"),
+    (with_metrics(zh_en_share=1.5), "zh_en_share_range"),
+    (with_metrics(mean_confidence=0.1), "mean_confidence_nonpositive"),
+    (with_metrics(min_confidence=0.5), "min_confidence_nonpositive"),
+    (CALL._replace(scorecard=CARD._replace(normalized_score=1.2)), "normalized_score_range"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_call_failures(validators: dict[str, FrameValidator]) -> list[set[str]]:
+    """Every bad row in one frame, between good ones: one GX run instead of one per row."""
+    rows = [CALL, *(row for row, _ in BAD_CALLS), CALL]
+    return failures(validators, "calls", rows)
+
+
 @pytest.mark.parametrize(
-    ("row", "expected"),
-    [
-        (CALL._replace(call_id=""), "call_id_format"),
-        (CALL._replace(call_id="x" * 129), "call_id_format"),
-        (CALL._replace(call_id="a\nb"), "call_id_format"),
-        (CALL._replace(version=-1, is_final=False), "version_nonnegative"),
-        (CALL._replace(version=0), "final_version_positive"),
-        (CALL._replace(close_reason="hung_up"), "close_reason_known"),
-        (CALL._replace(end_ms=T0 - 1), "end_not_before_start"),
-        (CALL._replace(agent_audio_s=-0.1), "agent_audio_nonnegative"),
-        (CALL._replace(customer_audio_s=-1.0), "customer_audio_nonnegative"),
-        (CALL._replace(mixed_audio_s=-1.0), "mixed_audio_nonnegative"),
-        (CALL._replace(chunk_count=0), "chunk_count_positive"),
-        (CALL._replace(duplicate_chunks=-1), "duplicate_chunks_nonnegative"),
-        (CALL._replace(missing_seq_count=-1), "missing_seq_count_nonnegative"),
-        (with_metrics(agent_talk_ratio=1.01), "talk_ratio_range"),
-        (with_metrics(agent_talk_ratio=-0.01), "talk_ratio_range"),
-        (with_metrics(non_talk_s=-1.0), "non_talk_nonnegative"),
-        (with_metrics(longest_non_talk_s=61.0), "longest_non_talk_within_duration"),
-        (with_metrics(sentiment=1.5), "sentiment_range"),
-        (with_metrics(agent_sentiment=-1.5), "agent_sentiment_range"),
-        (with_metrics(customer_sentiment=2.0), "customer_sentiment_range"),
-        (with_metrics(sentiment_quarters=QUARTERS._replace(q3=-3.0)), "sentiment_q3_range"),
-        (
-            with_metrics(customer_sentiment_quarters=QUARTERS._replace(q1=1.1)),
-            "customer_sentiment_q1_range",
-        ),
-        (with_metrics(sentiment_trajectory=2.5), "sentiment_trajectory_range"),
-        (with_metrics(zh_share=1.2), "zh_share_range"),
-        (with_metrics(en_share=-0.2), "en_share_range"),
-        (with_metrics(zh_en_share=1.5), "zh_en_share_range"),
-        (with_metrics(mean_confidence=0.1), "mean_confidence_nonpositive"),
-        (with_metrics(min_confidence=0.5), "min_confidence_nonpositive"),
-        (CALL._replace(scorecard=CARD._replace(normalized_score=1.2)), "normalized_score_range"),
-    ],
+    ("index", "expected"),
+    [(i, expected) for i, (_, expected) in enumerate(BAD_CALLS)],
+    ids=[f"{i}-{expected}" for i, (_, expected) in enumerate(BAD_CALLS)],
 )
 def test_each_bad_call_value_fails_its_expectation(
-    validators: dict[str, FrameValidator], row: CallRow, expected: str
+    bad_call_failures: list[set[str]], index: int, expected: str
 ) -> None:
-    # the bad row between two good ones: failures land on the right row
-    assert failures(validators, "calls", [CALL, row, CALL]) == [set(), {expected}, set()]
+    # failures land on the bad row only, and the good rows around them pass
+    assert bad_call_failures[1 + index] == {expected}
+    assert bad_call_failures[0] == bad_call_failures[-1] == set()
 
 
 def test_a_row_can_fail_several_expectations(validators: dict[str, FrameValidator]) -> None:
