@@ -36,6 +36,7 @@ WHISPER_FALLBACK_TEMPERATURES: Final = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 OTHER_LANGUAGE_MIN_P: Final = 0.8
 #: Re-decodes of a repetitive output (sampled, batched), after the first deterministic one.
 WHISPER_RETRY_TEMPERATURES: Final = (0.4, 0.8)
+RETRY_SEED: Final = 0
 
 
 def available_cpus() -> int:
@@ -108,10 +109,20 @@ def pick_language(ranked: Sequence[tuple[str, float]], candidates: Sequence[str]
     return max((c for c in codes if c[0] in candidates), key=lambda c: c[1], default=codes[0])[0]
 
 
+def compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def keeps_retry(before: str, retry: str) -> bool:
+    """Whether a sampled retry replaces the output it redoes: unless it loops worse (a retry
+    can: an output 4x the reference's length, once in CI)."""
+    return compression_ratio(retry) <= compression_ratio(before)
+
+
 def is_repetitive(text: str) -> bool:
     """Whisper's test for a decoding loop: gzip compresses the text more than 2.4×."""
-    data = text.encode()
-    return len(data) / max(1, len(zlib.compress(data))) > 2.4
+    return compression_ratio(text) > 2.4
 
 
 class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
@@ -123,11 +134,13 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
         self._retries = Metrics.counter("callqa.asr", "whisper_retry_decodes")
 
     def load_model(self) -> Any:
+        import ctranslate2
         from faster_whisper import WhisperModel
 
         validate_options(self._opts, detect_model(self._opts.model_dir))
         device, compute = resolve_device(self._opts)
         workers, threads = decoders(self._opts)
+        ctranslate2.set_random_seed(RETRY_SEED)  # the sampled retries repeat run to run
         return WhisperModel(
             self._opts.model_dir,
             device=device,
@@ -208,8 +221,10 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
             x_redo = ctranslate2.StorageView.from_array(x[redo])
             again = self._generate(model, x_redo, [prompts[i] for i in redo], temperature)
             for i, r in zip(redo, again, strict=True):
-                decoded[i] = texts_of(r)
-                scores[i] = float(r.scores[0])
+                texts = texts_of(r)
+                if keeps_retry(decoded[i][0], texts[0]):
+                    decoded[i] = texts
+                    scores[i] = float(r.scores[0])
         for utt, lang, texts, score in zip(utts, languages, decoded, scores, strict=True):
             yield make_transcript(
                 utt, o, BACKEND_FASTER_WHISPER, texts[0], lang, score,

@@ -7,6 +7,7 @@ from transforms.asr.options import AsrOptions
 from transforms.asr.whisper import (
     default_length_buckets_s,
     is_repetitive,
+    keeps_retry,
     pick_language,
     whisper_window_frames,
 )
@@ -24,6 +25,13 @@ def test_decoding_loops_are_detected() -> None:
     assert is_repetitive("I'm sorry, " * 40)
     assert is_repetitive("斜斷" * 60)
     assert not is_repetitive("Thank you for calling customer service. How can I help you today?")
+
+
+def test_a_retry_that_loops_worse_is_not_kept() -> None:
+    loop = "I'm sorry, " * 40
+    assert keeps_retry(loop, "I'm sorry, I did not catch that.")
+    assert not keeps_retry("I'm sorry, " * 4 + "the line is bad.", loop)
+    assert keeps_retry(loop, loop)  # as repetitive: the later attempt, as Whisper does
 
 
 def test_language_id_prefers_the_expected_languages() -> None:
