@@ -90,6 +90,7 @@ def bench_asr(args: argparse.Namespace) -> int:
         max_batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         beam_size=args.beam_size,
+        queues=1,  # a bounded run, as `callqa batch` runs it: one queue on every thread
     )
     handler = model_handler(opts)
     t0 = time.perf_counter()

@@ -74,7 +74,7 @@ class AsrOptions:
     # and its next batch takes every utterance that queued meanwhile, so batches grow with the
     # backlog and nothing waits behind a half-full batch. Each queue decodes on its own model
     # worker (faster-whisper's num_workers). 0: one per CPU on a CPU worker, one per machine
-    # with a GPU (``transforms.asr.transcribe.resolve_queues``).
+    # with a GPU (``transforms.asr.transcribe.resolve_queues``); bounded runs pass 1.
     queues: int = 0
     bucket_max_ratio: float = 1.5  # transformers: longest/shortest utterance per padded batch
     # RunInference batch queues by utterance length; () picks per backend (faster-whisper:

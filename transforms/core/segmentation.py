@@ -179,24 +179,9 @@ def _on_chunk(state: ChannelState, chunk: AudioChunk, opts: SegmentOptions) -> S
     if opts.segment_at_watermark or not due:
         return Step(buf, False, added, (), None, (flush,), 0, None)
     cut = _cut(buf, chain(state.audio, added), opts, final=False)
-    if _nothing_dropped(cut, buf):
-        # The held audio stays as it is (speech still going on): append the chunk instead of
-        # writing back everything held, which grew with the utterance (about 1.9 MB of state
-        # per channel per step over a 30 s utterance).
-        cut = cut._replace(audio_reset=False, audio_added=added)
+    if not cut.audio_reset:  # everything held stays: the chunk is appended to it
+        cut = cut._replace(audio_added=added)
     return cut._replace(timers=(*cut.timers, flush))
-
-
-def _nothing_dropped(cut: Step, before: SegmentBuffer) -> bool:
-    """The cut kept all the held audio: no utterance, the buffer starts where it did, no late
-    audio clipped."""
-    after = cut.buffer
-    return (
-        not cut.utterances
-        and cut.late_audio_ms is None
-        and after is not None
-        and after.start_ms == before.start_ms
-    )
 
 
 def _samples_16k(chunk: AudioChunk) -> np.ndarray:
@@ -242,8 +227,12 @@ def _cut(
     emitted = buf.emitted + tuple(u.start_ms for u in utterances)
     done = SegmentationDone(buf.call_id, buf.channel, emitted, buf.end_ms) if final else None
     rest_ms = buf.start_ms + 1000 * keep_from // _RATE
+    # Nothing cut (speech still going on): the held audio stays as it is, instead of being
+    # written back whole (it grows with the utterance: about 1.9 MB of state per channel per
+    # step over a 30 s utterance).
+    keep_all = not final and not utterances and late_audio_ms is None and rest_ms == buf.start_ms
     kept: list[BufferedAudio] = []
-    if not final:  # keep what follows the cut, one piece per run, so holes stay holes
+    if not final and not keep_all:  # keep what follows the cut, one piece per run (holes stay)
         cut = _ms_to_samples(rest_ms - buf.start_ms)
         for start, end in runs:
             if end > cut:
@@ -258,7 +247,7 @@ def _cut(
         # wake up when the watermark is hole_wait_s past it
         timers = (TimerRequest(HOLE_TIMER, hole_ms + int(opts.hole_wait_s * 1000)),)
     buf = buf._replace(start_ms=rest_ms, vad_at_ms=buf.end_ms, emitted=emitted, hole_ms=hole_ms)
-    return Step(buf, True, tuple(kept), tuple(utterances), done, timers, 1, late_audio_ms)
+    return Step(buf, not keep_all, tuple(kept), tuple(utterances), done, timers, 1, late_audio_ms)
 
 
 def suppress_noise(samples: np.ndarray, level: str) -> np.ndarray:

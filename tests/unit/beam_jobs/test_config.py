@@ -8,9 +8,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.config import (
     STREAMING_VALIDATE_WINDOW_S,
     StreamingJobOptions,
+    asr_options,
     validate_live_window_s,
     validate_window_s,
 )
+from beam_jobs.services.models import install_embedded_whisper
 
 
 def options(*argv: str) -> StreamingJobOptions:
@@ -35,3 +37,15 @@ def test_bounded_runs_check_per_bundle_and_bad_windows_are_refused() -> None:
     assert validate_live_window_s(bounded, 0.0) is None
     with pytest.raises(ValueError, match="--validate_live_window_s"):
         validate_live_window_s(options("--validate_live_window_s=-1"), 1.0)
+
+
+def test_bounded_runs_decode_in_one_queue_and_streaming_ones_decide_per_machine() -> None:
+    """A bounded run hands its ASR queues over one after another, so one queue on every thread
+    decodes full batches; streaming leaves it to ``resolve_queues`` (0) unless told."""
+    model = f"--asr={install_embedded_whisper()}"
+    bounded = asr_options(options(model, "--bounded"), bounded=True)
+    streaming = asr_options(options(model), bounded=False)
+    assert bounded is not None and bounded.queues == 1
+    assert streaming is not None and streaming.queues == 0
+    told = asr_options(options(model, "--bounded", "--asr_queues=3"), bounded=True)
+    assert told is not None and told.queues == 3
