@@ -1,10 +1,10 @@
 """Pipeline assembly: ``build_pipeline(p, cfg)`` wires the stages; ``run(argv)`` runs it.
 
-Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk
+Kafka ─ReadAudioChunks─► KafkaRecord ─DecodeAndValidate─► AudioChunk ─GroupChunks─► ChunkRun
   ─AggregateCalls (stateful, event time)─► CallRow (+ QA metrics, scorecard)
   ─ValidateCalls (great-expectations)─► WriteCalls─► calls/ (+ scorecard_answers/)
 With --asr:
-AudioChunk ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─AnalyzeTranscripts (PII, sentiment)
+ChunkRun ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─AnalyzeTranscripts (PII, sentiment)
   ─ValidateTranscripts─► WriteTranscripts─► transcripts/ ─(durable)─► AggregateCalls (per call)
            │                └─PublishTranscripts─► Kafka transcripts topic
            └─ SegmentationDone (each flush's utterances) ─► AggregateCalls
@@ -35,7 +35,7 @@ from transforms.analyze import AnalyzeTranscripts
 from transforms.asr.transcribe import Transcribe
 from transforms.audit import AuditLateness
 from transforms.core.lifecycle import INCOMPLETE_COUNTER
-from transforms.decode import DecodeAndValidate
+from transforms.decode import DecodeAndValidate, GroupChunks
 from transforms.io.commit import CommitOffsets
 from transforms.io.kafka_sink import PublishTranscripts
 from transforms.io.kafka_source import ReadAudioChunks
@@ -60,9 +60,11 @@ def build_pipeline(
     decoded = records | "DecodeAndValidate" >> DecodeAndValidate()
     failures = [decoded.dead_letter]
     quarantined: list[beam.PCollection[QuarantineWithAck]] = []
-    call_events: dict[str, beam.PCollection] = {"chunks": decoded.chunks}
+    # the keyed stages take a channel's chunks of one source bundle as one element
+    runs = decoded.chunks | "GroupChunks" >> GroupChunks()
+    call_events: dict[str, beam.PCollection] = {"chunks": runs}
     if cfg.asr is not None:
-        segmented = decoded.chunks | "SegmentSpeech" >> SegmentSpeech(cfg.segment)
+        segmented = runs | "SegmentSpeech" >> SegmentSpeech(cfg.segment)
         transcribed = segmented.utterances | "Transcribe" >> Transcribe(cfg.asr)
         analyzed = transcribed["transcripts"] | "AnalyzeTranscripts" >> AnalyzeTranscripts(
             cfg.analyze

@@ -48,6 +48,15 @@ class AudioChunk(NamedTuple):
         return 1000.0 * self.num_samples / self.sample_rate_hz
 
 
+class ChunkRun(NamedTuple):
+    """One (call, channel)'s chunks that were read together (output of ``GroupChunks``: one
+    source bundle), in the order they were read. The keyed stages take a run as one element
+    and step through its chunks in order, so the runner moves, encodes and schedules one
+    element instead of one per 100 ms chunk."""
+
+    chunks: tuple[AudioChunk, ...]  # never empty; one call id and channel
+
+
 class DeadLetter(NamedTuple):
     """Anything a stage could not process: where it came from and why (never dropped silently)."""
 

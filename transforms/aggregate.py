@@ -12,7 +12,7 @@ timers and outputs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import apache_beam as beam
@@ -27,7 +27,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import OffsetAck, RowWithAck
+from schemas.records import AudioChunk, ChunkRun, OffsetAck, RowWithAck
 from transforms.core.lifecycle import (
     COUNTERS,
     AggregationConfig,
@@ -42,12 +42,14 @@ from transforms.io.commit import offset_acks
 
 DEAD_LETTER_TAG: Final = "dead_letter"
 _NS: Final = "callqa.aggregate"
+_CLEAR: Final = -1.0  # a wall-timer request to clear it (a real one is an epoch time > 0)
 
 
 class AggregateCallFn(beam.DoFn):
     """Stateful DoFn over ``(call_id, event)``; outputs ``RowWithAck`` and ``dead_letter``.
 
-    ``event`` is an ``AudioChunk`` (audio dropped) or, with ``await_transcripts``, a
+    ``event`` is an ``AudioChunk`` or a ``ChunkRun`` (audio dropped; a run is stepped through
+    chunk by chunk, its state and timers written once) or, with ``await_transcripts``, a
     ``Transcript``, a ``SegmentationDone`` or a transcript-path ``DeadLetter``.
 
     Metrics (namespace ``callqa.aggregate``): ``transforms.core.lifecycle.COUNTERS``.
@@ -83,7 +85,9 @@ class AggregateCallFn(beam.DoFn):
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
-        yield from self._step(element[1], log, meta, event_timer, wall_timer)
+        event = element[1]
+        events = event.chunks if isinstance(event, ChunkRun) else (event,)
+        yield from self._step(events, log, meta, event_timer, wall_timer)
 
     @on_timer(EVENT_TIMER)
     def on_event_time(
@@ -95,7 +99,7 @@ class AggregateCallFn(beam.DoFn):
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
         fired = EventTimerFired(fire_ts.micros // 1000)
-        yield from self._step(fired, log, meta, event_timer, wall_timer)
+        yield from self._step((fired,), log, meta, event_timer, wall_timer)
 
     @on_timer(WALL_TIMER)
     def on_wall_time(
@@ -105,41 +109,63 @@ class AggregateCallFn(beam.DoFn):
         event_timer: Any = beam.DoFn.TimerParam(EVENT_TIMER),
         wall_timer: Any = beam.DoFn.TimerParam(WALL_TIMER),
     ) -> Iterator[Any]:
-        yield from self._step(WallTimerFired(), log, meta, event_timer, wall_timer)
+        yield from self._step((WallTimerFired(),), log, meta, event_timer, wall_timer)
 
     def _step(
-        self, event: Event, log: Any, meta: Any, event_timer: Any, wall_timer: Any
+        self, events: Sequence[Event], log: Any, meta: Any, event_timer: Any, wall_timer: Any
     ) -> Iterator[Any]:
-        """Read the key's state, take one lifecycle step, write back what it asks for."""
-        logs = CallLog.of_one(log.read)
-        step: Step = self._lifecycle.step(meta.read(), logs, event, Timestamp.now().micros / 1e6)
-        for item in step.append:
-            log.add(item)
-        for emit in step.rows:
-            acks: tuple[OffsetAck, ...] = ()
-            if emit.with_offsets:  # read again: the step's own appends are in the store now
-                acks = offset_acks(emit.row.source_topic, CallLog.of_one(log.read).facts())
-            yield RowWithAck(emit.row, acks)
-        for dl in step.dead_letters:
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
-        if step.clear_logs:
-            log.clear()
-        if step.timers.event_ms is not None:
-            event_timer.set(Timestamp(micros=step.timers.event_ms * 1000))
-        if step.timers.clear_wall:
+        """Read the key's state, take one lifecycle step per event, write back what they ask
+        for: the log as it goes (a step may read the one before's), the bookkeeping and each
+        timer once, as the last step left them."""
+        now_s = Timestamp.now().micros / 1e6
+        current = meta.read()
+        event_ms: int | None = None
+        wall: float | None = None  # the last wall-timer request; _CLEAR: cleared
+        for event in events:
+            step: Step = self._lifecycle.step(current, CallLog.of_one(log.read), event, now_s)
+            for item in step.append:
+                log.add(item)
+            for emit in step.rows:
+                acks: tuple[OffsetAck, ...] = ()
+                if emit.with_offsets:  # read again: the step's own appends are in the store
+                    acks = offset_acks(emit.row.source_topic, CallLog.of_one(log.read).facts())
+                yield RowWithAck(emit.row, acks)
+            for dl in step.dead_letters:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, dl)
+            if step.clear_logs:
+                log.clear()
+            if step.timers.event_ms is not None:
+                event_ms = step.timers.event_ms
+            if step.timers.clear_wall:
+                wall = _CLEAR
+            elif step.timers.wall_s is not None:
+                wall = step.timers.wall_s
+            current = step.meta
+            for name in step.counts:
+                self._counters[name].inc()
+        if event_ms is not None:
+            event_timer.set(Timestamp(micros=event_ms * 1000))
+        if wall == _CLEAR:
             wall_timer.clear()
-        elif step.timers.wall_s is not None:
-            wall_timer.set(Timestamp(micros=round(step.timers.wall_s * 1e6)))
-        if step.meta is None:
+        elif wall is not None:
+            wall_timer.set(Timestamp(micros=round(wall * 1e6)))
+        if current is None:
             meta.clear()
         else:
-            meta.write(step.meta)
-        for name in step.counts:
-            self._counters[name].inc()
+            meta.write(current)
+
+
+def key_by_call(event: AudioChunk | ChunkRun) -> tuple[str, AudioChunk | ChunkRun]:
+    """A chunk or run keyed by its call, without its audio."""
+    if isinstance(event, ChunkRun):
+        chunks = tuple(c._replace(pcm=b"") for c in event.chunks)
+        return chunks[0].call_id, ChunkRun(chunks)
+    return event.call_id, event._replace(pcm=b"")
 
 
 class AggregateCalls(beam.PTransform):
-    """``PCollection[AudioChunk]`` → ``rows`` (RowWithAck of CallRow) and ``dead_letter``.
+    """``PCollection[AudioChunk | ChunkRun]`` → ``rows`` (RowWithAck of CallRow) and
+    ``dead_letter``.
 
     With ASR the input is a dict: ``chunks`` (AudioChunk), ``transcripts`` (Transcript, once
     durable), ``segmented`` (SegmentationDone) and ``asr_failures`` (DeadLetter of the
@@ -158,10 +184,7 @@ class AggregateCalls(beam.PTransform):
             parts["chunks"]
             # The audio is not needed here: dropping it before the shuffle to the keyed state
             # cuts what crosses the runner ~30x (a 100 ms chunk is 3.2 kB of PCM).
-            | "KeyByCall"
-            >> beam.Map(lambda c: (c.call_id, c._replace(pcm=b""))).with_output_types(
-                tuple[str, Any]
-            )
+            | "KeyByCall" >> beam.Map(key_by_call).with_output_types(tuple[str, Any])
         ]
         for name in ("transcripts", "segmented", "asr_failures"):
             if name in parts:

@@ -1,4 +1,5 @@
-"""``DecodeAndValidate``: ``KafkaRecord`` → ``AudioChunk`` (+ ``DeadLetter`` for bad events).
+"""``DecodeAndValidate``: ``KafkaRecord`` → ``AudioChunk`` (+ ``DeadLetter`` for bad events);
+``GroupChunks``: ``AudioChunk`` → ``ChunkRun``, a (call, channel)'s chunks of one bundle.
 
 Validation follows contract v1 (``schemas/events.py``). Every rejected record becomes one
 dead letter with a stable ``reason`` code; nothing raises out of this stage.
@@ -7,14 +8,16 @@ dead letter with a stable ``reason`` code; nothing raises out of this stage.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import WindowedValue
 
 from schemas import audio, events
-from schemas.records import AudioChunk, DeadLetter, KafkaRecord, dead_letter
+from schemas.records import AudioChunk, ChunkRun, DeadLetter, KafkaRecord, dead_letter
 from transforms.core.audio import to_pcm_s16le
 
 STAGE: Final = "decode"
@@ -207,3 +210,53 @@ class DecodeAndValidate(beam.PTransform):
         return records | "Decode" >> beam.ParDo(DecodeAndValidateFn()).with_outputs(
             DEAD_LETTER_TAG, main="chunks"
         )
+
+
+#: A run never holds more chunks than this (a bundle's worth is usually far fewer).
+MAX_RUN_CHUNKS: Final = 600
+
+
+class GroupChunksFn(beam.DoFn):
+    """Gathers a bundle's chunks per (window, call, channel) and hands each group over as one
+    ``ChunkRun`` when the bundle finishes (or at ``MAX_RUN_CHUNKS``), stamped with its
+    earliest chunk's time: the bundle's inputs hold the watermark until then, so no run is
+    late where its chunks would not have been.
+
+    Fused after the source, this costs a function call per chunk; after it, the keyed stages
+    get one element per channel and bundle instead of one per 100 ms chunk (``bench ingest``).
+    Metric: ``chunk_runs`` (runs handed over; ``chunks_valid`` / it is the mean run length)."""
+
+    def __init__(self) -> None:
+        self.runs = Metrics.counter(_NS, "chunk_runs")
+
+    def start_bundle(self) -> None:
+        self._open: dict[tuple[Any, str, str], tuple[int, list[AudioChunk]]] = {}
+
+    def process(
+        self,
+        chunk: AudioChunk,
+        ts: Any = beam.DoFn.TimestampParam,
+        window: Any = beam.DoFn.WindowParam,
+    ) -> Iterator[WindowedValue]:
+        key = (window, chunk.call_id, chunk.channel)
+        micros, chunks = self._open.get(key, (ts.micros, []))
+        chunks.append(chunk)
+        self._open[key] = (min(micros, ts.micros), chunks)
+        if len(chunks) >= MAX_RUN_CHUNKS:
+            yield self._run(key, *self._open.pop(key))
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for key, (micros, chunks) in self._open.items():
+            yield self._run(key, micros, chunks)
+        self._open = {}
+
+    def _run(self, key: tuple[Any, str, str], micros: int, chunks: list[AudioChunk]) -> Any:
+        self.runs.inc()
+        return WindowedValue(ChunkRun(tuple(chunks)), Timestamp(micros=micros), (key[0],))
+
+
+class GroupChunks(beam.PTransform):
+    """``PCollection[AudioChunk]`` → ``PCollection[ChunkRun]`` (``GroupChunksFn``)."""
+
+    def expand(self, chunks: beam.PCollection[AudioChunk]) -> beam.PCollection[ChunkRun]:
+        return chunks | "Group" >> beam.ParDo(GroupChunksFn()).with_output_types(ChunkRun)

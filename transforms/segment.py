@@ -13,7 +13,7 @@ together instead of waiting for the flush gap.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import apache_beam as beam
@@ -29,7 +29,7 @@ from apache_beam.transforms.userstate import (
 from apache_beam.utils.timestamp import Timestamp
 
 from schemas.audio import ROLES
-from schemas.records import AudioChunk
+from schemas.records import AudioChunk, ChunkRun
 from transforms.core.segmentation import (
     FLUSH_TIMER,
     HOLE_TIMER,
@@ -40,7 +40,7 @@ from transforms.core.segmentation import (
     HoleDue,
     SegmentOptions,
     chunk_end_ms,
-    step,
+    steps,
 )
 
 _NS: Final = "callqa.segment"
@@ -48,8 +48,9 @@ DONE_TAG: Final = "done"
 
 
 class SegmentSpeechFn(beam.DoFn):
-    """Stateful over ``((call_id, channel), AudioChunk)`` → ``Utterance`` (main) and
-    ``SegmentationDone`` (tagged ``done``) when a channel is flushed.
+    """Stateful over ``((call_id, channel), AudioChunk | ChunkRun)`` → ``Utterance`` (main) and
+    ``SegmentationDone`` (tagged ``done``) when a channel is flushed. A run's chunks are
+    stepped through in order and the state written once (``segmentation.steps``).
 
     Metrics: ``utterances``, ``utterance_ms``, ``vad_runs``, ``late_audio_ms``.
     """
@@ -74,15 +75,16 @@ class SegmentSpeechFn(beam.DoFn):
 
     def process(
         self,
-        element: tuple[tuple[str, str], AudioChunk],
+        element: tuple[tuple[str, str], AudioChunk | ChunkRun],
         ts: Any = beam.DoFn.TimestampParam,
         chunks: Any = beam.DoFn.StateParam(CHUNKS),
         buffer: Any = beam.DoFn.StateParam(BUFFER),
         flush: Any = beam.DoFn.TimerParam(FLUSH),
         hole: Any = beam.DoFn.TimerParam(HOLE),
     ) -> Iterator[Any]:
-        _, chunk = element
-        yield from self._step(ChunkArrived(chunk), ts, chunks, buffer, flush, hole)
+        got = element[1]
+        arrived = [ChunkArrived(c) for c in (got.chunks if isinstance(got, ChunkRun) else (got,))]
+        yield from self._step(arrived, ts, chunks, buffer, flush, hole)
 
     @on_timer(FLUSH)
     def on_flush(
@@ -93,7 +95,7 @@ class SegmentSpeechFn(beam.DoFn):
         flush: Any = beam.DoFn.TimerParam(FLUSH),
         hole: Any = beam.DoFn.TimerParam(HOLE),
     ) -> Iterator[Any]:
-        yield from self._step(FlushDue(), ts, chunks, buffer, flush, hole)
+        yield from self._step([FlushDue()], ts, chunks, buffer, flush, hole)
 
     @on_timer(HOLE)
     def on_hole(
@@ -104,13 +106,14 @@ class SegmentSpeechFn(beam.DoFn):
         flush: Any = beam.DoFn.TimerParam(FLUSH),
         hole: Any = beam.DoFn.TimerParam(HOLE),
     ) -> Iterator[Any]:
-        yield from self._step(HoleDue(), ts, chunks, buffer, flush, hole)
+        yield from self._step([HoleDue()], ts, chunks, buffer, flush, hole)
 
     def _step(
-        self, event: Event, ts: Any, chunks: Any, buffer: Any, flush: Any, hole: Any
+        self, events: Sequence[Event], ts: Any, chunks: Any, buffer: Any, flush: Any, hole: Any
     ) -> Iterator[Any]:
-        """Read the state, call ``step``, write what it returns back, and emit."""
-        out = step(ChannelState(buffer.read(), chunks.read()), event, ts.micros // 1000, self._opts)
+        """Read the state, call ``steps``, write what it returns back, and emit."""
+        state = ChannelState(buffer.read(), chunks.read())
+        out = steps(state, events, ts.micros // 1000, self._opts)
         if out.buffer is None:
             buffer.clear()
         else:
@@ -135,20 +138,25 @@ class SegmentSpeechFn(beam.DoFn):
 
 
 def key_by_call_channel(
-    chunk: AudioChunk, copy_marker: bool
-) -> Iterator[tuple[tuple[str, str], AudioChunk]]:
-    """Key a chunk by (call, channel); with ``copy_marker``, an end-of-call chunk also goes,
-    emptied and stamped with its end, to the call's other channels so that they flush then."""
-    yield (chunk.call_id, chunk.channel), chunk
-    if copy_marker and chunk.end_of_call:
-        marker = chunk._replace(pcm=b"", num_samples=0, event_time_ms=chunk_end_ms(chunk))
-        for role in ROLES:
-            if role != chunk.channel:
-                yield (chunk.call_id, role), marker._replace(channel=role)
+    got: AudioChunk | ChunkRun, copy_marker: bool
+) -> Iterator[tuple[tuple[str, str], AudioChunk | ChunkRun]]:
+    """Key a chunk or run by (call, channel); with ``copy_marker``, an end-of-call chunk also
+    goes, emptied and stamped with its end, to the call's other channels so that they flush
+    then."""
+    chunks = got.chunks if isinstance(got, ChunkRun) else (got,)
+    yield (chunks[0].call_id, chunks[0].channel), got
+    if not copy_marker:
+        return
+    for chunk in chunks:
+        if chunk.end_of_call:
+            marker = chunk._replace(pcm=b"", num_samples=0, event_time_ms=chunk_end_ms(chunk))
+            for role in ROLES:
+                if role != chunk.channel:
+                    yield (chunk.call_id, role), marker._replace(channel=role)
 
 
 class SegmentSpeech(beam.PTransform):
-    """``PCollection[AudioChunk]`` → ``utterances`` (Utterance) and ``done``
+    """``PCollection[AudioChunk | ChunkRun]`` → ``utterances`` (Utterance) and ``done``
     (SegmentationDone) per (call, channel)."""
 
     def __init__(self, opts: SegmentOptions) -> None:

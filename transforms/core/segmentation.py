@@ -16,7 +16,7 @@ holds the chunk's audio at 16 kHz, and whose ``timers`` ask for the flush timer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Final, NamedTuple
@@ -140,6 +140,37 @@ def step(state: ChannelState, event: Event, now_ms: int, opts: SegmentOptions) -
     lost_to_ms = now_ms - int(opts.hole_wait_s * 1000)
     buf = buf._replace(lost_to_ms=max(buf.lost_to_ms, lost_to_ms))
     return _cut(buf, state.audio, opts, final=False)
+
+
+def steps(state: ChannelState, events: Sequence[Event], now_ms: int, opts: SegmentOptions) -> Step:
+    """``step`` over ``events`` in order (a ``ChunkRun``'s chunks), as the one ``Step`` the DoFn
+    writes: each event sees the state the one before left, and a timer asked for twice is
+    asked for once, at its last time."""
+    buf = state.buffer
+    reset = False
+    added: list[BufferedAudio] = []
+    utterances: list[Utterance] = []
+    timers: dict[str, TimerRequest] = {}
+    done: SegmentationDone | None = None
+    vad_runs = 0
+    late_ms: int | None = None
+    for event in events:
+        held = tuple(added) if reset else chain(state.audio, tuple(added))
+        out = step(ChannelState(buf, held), event, now_ms, opts)
+        if out.audio_reset:
+            reset, added = True, list(out.audio_added)
+        else:
+            added.extend(out.audio_added)
+        buf = out.buffer
+        utterances.extend(out.utterances)
+        timers.update((t.timer, t) for t in out.timers)
+        done = out.done or done
+        vad_runs += out.vad_runs
+        if out.late_audio_ms is not None:
+            late_ms = (late_ms or 0) + out.late_audio_ms
+    return Step(
+        buf, reset, tuple(added), tuple(utterances), done, tuple(timers.values()), vad_runs, late_ms
+    )
 
 
 def _on_chunk(state: ChannelState, chunk: AudioChunk, opts: SegmentOptions) -> Step:

@@ -30,7 +30,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import GlobalWindow, TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.records import AudioChunk, CallRow, DeadLetter, OffsetAck, RowWithAck
+from schemas.records import AudioChunk, CallRow, ChunkRun, DeadLetter, OffsetAck, RowWithAck
 from transforms.aggregate import AggregateCalls
 from transforms.core.lifecycle import END_OF_INPUT_MS, AggregationConfig
 
@@ -455,6 +455,43 @@ def test_batch_run_counts_calls() -> None:
     query = result.metrics().query(MetricsFilter().with_namespace("callqa.aggregate"))
     counters = {c.key.metric.name: c.committed for c in query["counters"]}
     assert counters == {"calls_opened": 2, "calls_finalized": 2}
+
+
+def test_a_run_of_chunks_makes_the_rows_its_chunks_make() -> None:
+    """A ``ChunkRun`` is stepped through chunk by chunk: the rows and acks of its chunks one by
+    one (``test_batch_run_counts_calls``), with the state and timers written once per run."""
+    calls = {
+        call: [chunk(i, 100 * i, call_id=call, offset=10 * k + i) for i in range(6)]
+        for k, call in enumerate(("c-a", "c-b"))
+    }
+    calls["c-b"][-1] = calls["c-b"][-1]._replace(end_of_call=True)
+    expected = [
+        ("c-a", "inactivity", 6, None),
+        ("c-a", "inactivity", 6, OffsetAck("audio", 2, ((0, 6),))),
+        ("c-b", "end_of_call", 6, None),
+        ("c-b", "end_of_call", 6, OffsetAck("audio", 2, ((10, 16),))),
+    ]
+    runs = [
+        TimestampedValue(ChunkRun(tuple(c[k : k + 4])), c[k].event_time_ms / 1000.0)
+        for c in calls.values()
+        for k in (0, 4)
+    ]
+    for elements in (stamped(*calls["c-a"], *calls["c-b"]), runs):
+        p = beam.Pipeline(runner=FnApiRunner())
+        out = p | beam.Create(elements) | AggregateCalls(CFG)
+        assert_that(
+            out.rows
+            | beam.Map(
+                lambda r: (
+                    r.row.call_id,
+                    r.row.close_reason,
+                    r.row.chunk_count,
+                    r.acks[0] if r.acks else None,
+                )
+            ),
+            equal_to(expected),
+        )
+        p.run().wait_until_finish()
 
 
 @pytest.mark.parametrize(

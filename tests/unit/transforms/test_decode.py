@@ -348,3 +348,42 @@ def test_decoder_bug_becomes_a_decode_error_dead_letter(monkeypatch: pytest.Monk
         "boom",
         9,
     )
+
+
+def test_a_bundles_chunks_go_on_as_one_run_per_call_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``GroupChunksFn``: a bundle's chunks per (call, channel), in arrival order, stamped with
+    the earliest; a run is handed over early once it holds ``MAX_RUN_CHUNKS``."""
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import Timestamp
+
+    import transforms.decode as decode
+    from schemas.records import ChunkRun
+
+    def a_chunk(call: str, channel: str, at_ms: int) -> Any:
+        rec = record(call.encode(), capture_time_ms=str(CAPTURE_MS + at_ms).encode())
+        return parse_record(rec)._replace(channel=channel)
+
+    arrivals = [("c1", "agent", 200), ("c2", "agent", 0), ("c1", "customer", 0),
+                ("c1", "agent", 100), ("c1", "agent", 300), ("c2", "agent", 100)]  # fmt: skip
+    fn = decode.GroupChunksFn()
+    fn.start_bundle()
+    outs = []
+    for call, channel, at in arrivals:
+        c = a_chunk(call, channel, at)
+        outs += list(fn.process(c, Timestamp(micros=c.event_time_ms * 1000), GlobalWindow()))
+    outs += list(fn.finish_bundle())
+    runs = {(o.value.chunks[0].call_id, o.value.chunks[0].channel): o for o in outs}
+    assert len(outs) == 3 and all(isinstance(o.value, ChunkRun) for o in outs)
+    c1 = runs[("c1", "agent")]
+    assert [c.event_time_ms - CAPTURE_MS for c in c1.value.chunks] == [200, 100, 300]
+    assert c1.timestamp == Timestamp(micros=(CAPTURE_MS + 100) * 1000)  # the earliest of the run
+    assert c1.windows == (GlobalWindow(),)
+    monkeypatch.setattr(decode, "MAX_RUN_CHUNKS", 2)
+    fn.start_bundle()
+    early = []
+    for call, channel, at in arrivals:
+        c = a_chunk(call, channel, at)
+        early += [len(o.value.chunks) for o in fn.process(c, Timestamp(micros=0), GlobalWindow())]
+    assert early == [2, 2] and [len(o.value.chunks) for o in fn.finish_bundle()] == [1, 1]

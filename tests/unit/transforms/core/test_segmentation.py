@@ -29,6 +29,7 @@ from transforms.core.segmentation import (
     SegmentOptions,
     settled_margin_ms,
     step,
+    steps,
 )
 
 T0 = 1_764_072_000_000
@@ -391,3 +392,36 @@ def test_speech_still_going_on_is_appended_to_not_written_back() -> None:
     held = np.concatenate([np.frombuffer(a.samples, np.float32) for a in ch.audio])
     assert ch.buffer is not None and ch.audio[0].event_ms == ch.buffer.start_ms
     assert abs(len(held) - 16 * (ch.buffer.end_ms - ch.buffer.start_ms)) <= 16  # ms rounding
+
+
+@pytest.mark.parametrize("run_chunks", [1, 3, 5, 12])
+def test_a_run_of_chunks_cuts_what_the_chunks_one_by_one_cut(run_chunks: int) -> None:
+    """``steps`` over a run (one source bundle's chunks of a channel) leaves the state and
+    emits the utterances that ``step`` chunk by chunk does: the keyed stage writes once."""
+    samples = np.concatenate([silence(400), phrase(), silence(900), phrase(), silence(1500)])
+    events = [
+        ChunkArrived(chunk(s // 16, samples=samples[s : s + 1600]))
+        for s in range(0, len(samples), 1600)
+    ]
+    one_by_one = Channel(SegmentOptions()).run(list(events))
+    runs = Channel(SegmentOptions())
+    for k in range(0, len(events), run_chunks):
+        run = events[k : k + run_chunks]
+        last = run[-1].chunk
+        out = steps(
+            ChannelState(runs.buffer, tuple(runs.audio)), run, last.event_time_ms, runs.opts
+        )
+        runs.buffer = out.buffer
+        if out.audio_reset:
+            runs.audio.clear()
+        runs.audio.extend(out.audio_added)
+        assert len({t.timer for t in out.timers}) == len(out.timers)  # each timer set once
+        runs.timers.update({t.timer: t.at_ms - T0 for t in out.timers})
+        runs.utterances += [(u, 0) for u in out.utterances]
+    assert len(one_by_one.utterances) == 2
+    assert [u for u, _ in runs.utterances] == [u for u, _ in one_by_one.utterances]
+    assert runs.buffer == one_by_one.buffer and runs.timers == one_by_one.timers
+    assert runs.audio and [a.event_ms for a in runs.audio][0] == one_by_one.audio[0].event_ms
+    held = np.concatenate([np.frombuffer(a.samples, np.float32) for a in runs.audio])
+    same = np.concatenate([np.frombuffer(a.samples, np.float32) for a in one_by_one.audio])
+    assert np.array_equal(held, same)
