@@ -37,6 +37,21 @@ def batched_speech_rate(opts: AsrOptions, utts: Sequence[Utterance]) -> float:
     return sum(utterance_seconds(u) for u in utts) / max(secs, 1e-9)
 
 
+def one_at_a_time_seconds(opts: AsrOptions, utts: Sequence[Utterance]) -> list[float]:
+    """Wall seconds of each utterance decoded alone, one after another, with nothing else
+    running: the decode's share of the latency floor (``opts`` as the stream decodes, e.g.
+    one thread per queue on a CPU), after loading the model and one warm-up call."""
+    handler = model_handler(opts)
+    model = handler.load_model()
+    list(handler.run_inference(list(utts[:1]), model))  # warm-up
+    seconds = []
+    for utt in utts:
+        t0 = time.perf_counter()
+        list(handler.run_inference([utt], model))
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
 def utterances_from_recordings(
     transcripts: Sequence[Mapping[str, Any]],
     paths: Mapping[str, str],

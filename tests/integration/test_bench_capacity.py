@@ -33,3 +33,5 @@ def test_one_level_measures_latency_and_the_ceiling(
     ceiling = re.search(r"ceiling: ([\d.]+) s of speech per s.* → ([\d.]+) calls", out)
     assert ceiling and float(ceiling[1]) > 0 and float(ceiling[2]) > 0, out
     assert re.search(r"capacity: \d+ calls = [\d.]+ of the ceiling", out), out
+    floor = re.search(r"decode alone p50 ([\d.]+) s / p95 ([\d.]+) s \((\d+) utterances", out)
+    assert floor and 0 < float(floor[1]) <= float(floor[2]) and int(floor[3]) > 0, out
