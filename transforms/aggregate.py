@@ -42,7 +42,6 @@ from transforms.io.commit import offset_acks
 
 DEAD_LETTER_TAG: Final = "dead_letter"
 _NS: Final = "callqa.aggregate"
-_CLEAR: Final = -1.0  # a wall-timer request to clear it (a real one is an epoch time > 0)
 
 
 class AggregateCallFn(beam.DoFn):
@@ -120,7 +119,8 @@ class AggregateCallFn(beam.DoFn):
         now_s = Timestamp.now().micros / 1e6
         current = meta.read()
         event_ms: int | None = None
-        wall: float | None = None  # the last wall-timer request; _CLEAR: cleared
+        wall_s: float | None = None  # the last wall-timer request: set there, or
+        clear_wall = False  # ... cleared
         for event in events:
             step: Step = self._lifecycle.step(current, CallLog.of_one(log.read), event, now_s)
             for item in step.append:
@@ -136,19 +136,17 @@ class AggregateCallFn(beam.DoFn):
                 log.clear()
             if step.timers.event_ms is not None:
                 event_ms = step.timers.event_ms
-            if step.timers.clear_wall:
-                wall = _CLEAR
-            elif step.timers.wall_s is not None:
-                wall = step.timers.wall_s
+            if step.timers.clear_wall or step.timers.wall_s is not None:
+                clear_wall, wall_s = step.timers.clear_wall, step.timers.wall_s
             current = step.meta
             for name in step.counts:
                 self._counters[name].inc()
         if event_ms is not None:
             event_timer.set(Timestamp(micros=event_ms * 1000))
-        if wall == _CLEAR:
+        if clear_wall:
             wall_timer.clear()
-        elif wall is not None:
-            wall_timer.set(Timestamp(micros=round(wall * 1e6)))
+        elif wall_s is not None:
+            wall_timer.set(Timestamp(micros=round(wall_s * 1e6)))
         if current is None:
             meta.clear()
         else:

@@ -112,6 +112,16 @@ def row_key(element: RowWithAck) -> tuple[Any, ...]:
     )
 
 
+def call_close_and_ack(element: RowWithAck) -> tuple[Any, ...]:
+    """The row's call, close reason and chunk count, and its first ack (None: no ack)."""
+    return (
+        element.row.call_id,
+        element.row.close_reason,
+        element.row.chunk_count,
+        element.acks[0] if element.acks else None,
+    )
+
+
 def letter_key(dl: DeadLetter) -> tuple[Any, ...]:
     return (dl.stage, dl.reason, dl.call_id, dl.offset)
 
@@ -408,15 +418,7 @@ def test_calls_are_aggregated_independently() -> None:
     p = beam.Pipeline(options=PipelineOptions(streaming=True))
     out = p | stream | AggregateCalls(CFG)
     assert_that(
-        out.rows
-        | beam.Map(
-            lambda r: (
-                r.row.call_id,
-                r.row.close_reason,
-                r.row.chunk_count,
-                r.acks[0] if r.acks else None,
-            )
-        ),
+        out.rows | beam.Map(call_close_and_ack),
         equal_to(
             [
                 ("c-a", "inactivity", 1, None),
@@ -480,15 +482,7 @@ def test_a_run_of_chunks_makes_the_rows_its_chunks_make() -> None:
         p = beam.Pipeline(runner=FnApiRunner())
         out = p | beam.Create(elements) | AggregateCalls(CFG)
         assert_that(
-            out.rows
-            | beam.Map(
-                lambda r: (
-                    r.row.call_id,
-                    r.row.close_reason,
-                    r.row.chunk_count,
-                    r.acks[0] if r.acks else None,
-                )
-            ),
+            out.rows | beam.Map(call_close_and_ack),
             equal_to(expected),
         )
         p.run().wait_until_finish()
