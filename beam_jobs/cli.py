@@ -146,6 +146,18 @@ def _bench_capacity(args: argparse.Namespace) -> int:
     return bench_capacity_main(args.rest)
 
 
+def _corpus(args: argparse.Namespace) -> int:
+    from beam_jobs.corpus.build import main as corpus_main
+
+    return corpus_main(args.rest)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from beam_jobs.corpus.evaluate import main as eval_main
+
+    return eval_main(args.rest)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from beam_jobs.demo.demo import run_demo
 
@@ -171,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("capacity", _bench_capacity, "how many live calls one node holds, vs the ASR ceiling"),
     ):
         bench.add_parser(name, passthrough=True, help=text).set_defaults(func=func)
+
+    c = sub.add_parser("corpus", help="the evaluation corpus: `callqa corpus build --help`")
+    corpus = c.add_subparsers(dest="corpus_command", required=True)
+    corpus.add_parser(
+        "build", passthrough=True, help="synthesize the zh/en evaluation corpus (cached)"
+    ).set_defaults(func=_corpus)
+    sub.add_parser(
+        "eval", passthrough=True, help="ASR error rates per scenario over a corpus manifest"
+    ).set_defaults(func=_eval)
 
     sub.add_parser(
         "report", passthrough=True, help="HTML report + JSON summary of a date range (--from, --to)"

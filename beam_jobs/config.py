@@ -13,6 +13,7 @@ from transforms.analyze import AnalyzeOptions
 from transforms.asr.options import AsrOptions, detect_model, validate_options
 from transforms.core.lifecycle import AggregationConfig
 from transforms.core.qa_metrics import QaOptions
+from transforms.core.script import ZH_SCRIPTS
 from transforms.core.segmentation import SegmentOptions
 from transforms.io.commit import CommitConfig
 from transforms.io.kafka_sink import TranscriptSinkConfig
@@ -108,6 +109,18 @@ class StreamingJobOptions(PipelineOptions):
             "--asr_domain_terms",
             default="",
             help="comma-separated terms that bias recognition, or @FILE with one per line",
+        )
+        g.add_argument(
+            "--asr_zh_script",
+            choices=ZH_SCRIPTS,
+            default="simplified",
+            help="how Mandarin transcripts are written (OpenCC converts the model's output)",
+        )
+        g.add_argument(
+            "--asr_zh_prompt",
+            choices=("on", "off"),
+            default="off",
+            help="faster-whisper: prompt Mandarin utterances with a sentence in that script",
         )
         g.add_argument("--asr_max_new_tokens", type=int, default=256)
         g.add_argument(
@@ -259,6 +272,8 @@ def asr_options(o: StreamingJobOptions, bounded: bool) -> AsrOptions | None:
             c.strip() for c in o.asr_language_candidates.split(",") if c.strip()
         ),
         domain_terms=domain_terms(o.asr_domain_terms),
+        zh_script=o.asr_zh_script,
+        zh_prompt=o.asr_zh_prompt == "on",
         max_new_tokens=o.asr_max_new_tokens,
         min_window_s=o.asr_min_window_s,
         max_batch_size=o.asr_max_batch_size,

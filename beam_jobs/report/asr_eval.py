@@ -1,22 +1,26 @@
 """Scoring transcripts against a script: WER (English words), CER (Chinese characters) and
 MER (mixed error rate for code-switched text: Han characters and Latin words as tokens).
 
-Normalisation before scoring, as the Open ASR Leaderboard does: English text goes through
-Whisper's English normaliser (numbers to digits, contractions expanded, punctuation dropped);
-Chinese is folded from traditional to simplified characters (Whisper sometimes writes
-traditional) and scored per character.
+Both sides are normalised the same way before scoring, by kept libraries:
+- full- and half-width forms folded (Unicode NFKC);
+- Chinese: traditional folded to simplified (OpenCC ``t2s``: Whisper sometimes writes
+  traditional) and Chinese numerals to digits (cn2an, so "一三八" and "138" agree); each Han
+  character and each digit is a token;
+- English: Whisper's English normaliser (numbers to digits, contractions expanded);
+- punctuation and case dropped. The edit distance is jiwer's.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import unicodedata
 from functools import lru_cache
 from typing import Any, Final
 
-from transforms.core.script import HAN_RANGES, has_han
+from transforms.core.script import HAN_RANGES, has_han, to_script
 
-_TOKENS: Final = re.compile(f"[{HAN_RANGES}]|[a-z0-9']+")
+_TOKENS: Final = re.compile(f"[{HAN_RANGES}]|[a-z']+|[0-9]+")
+_HAN_TOKENS: Final = re.compile(f"[{HAN_RANGES}]|[a-z']+|[0-9]")
 UNITS: Final = {"en": "WER", "zh": "CER", "zh-en": "MER"}
 
 
@@ -27,35 +31,36 @@ def _english() -> Any:
     return EnglishTextNormalizer({})
 
 
-@lru_cache(maxsize=1)
-def _t2s() -> Any:
-    import opencc
+def _chinese(text: str) -> str:
+    import cn2an
 
-    return opencc.OpenCC("t2s")
+    return str(cn2an.transform(to_script(text, "simplified"), "cn2an"))
 
 
 def tokens(text: str) -> list[str]:
-    """Han characters one by one, Latin words whole; punctuation and case dropped."""
-    text = _t2s().convert(text) if has_han(text) else _english()(text)
-    return _TOKENS.findall(text.lower())
+    """Han characters and digits one by one in Chinese text, Latin words whole; width,
+    script, numerals, punctuation and case normalised."""
+    text = unicodedata.normalize("NFKC", text)
+    if has_han(text):
+        return _HAN_TOKENS.findall(_chinese(text).lower())
+    return _TOKENS.findall(_english()(text).lower())
 
 
-def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)]
+def error_counts(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(errors, reference tokens): substitutions + deletions + insertions, to pool rates
+    over several utterances or calls."""
+    import jiwer
+
+    ref, hyp = tokens(reference), tokens(hypothesis)
+    if not ref:
+        return len(hyp), 0
+    if not hyp:
+        return len(ref), len(ref)
+    out = jiwer.process_words(" ".join(ref), " ".join(hyp))
+    return out.substitutions + out.deletions + out.insertions, len(ref)
 
 
 def error_rate(reference: str, hypothesis: str) -> float:
     """Token error rate: WER for English, CER for Chinese, MER for both mixed."""
-    ref = tokens(reference)
-    return edit_distance(ref, tokens(hypothesis)) / max(1, len(ref))
-
-
-def error_counts(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(errors, reference tokens), to pool rates over several utterances or calls."""
-    ref = tokens(reference)
-    return edit_distance(ref, tokens(hypothesis)), len(ref)
+    errors, n = error_counts(reference, hypothesis)
+    return errors / max(1, n)

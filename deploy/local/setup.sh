@@ -16,6 +16,9 @@ missing=""
 command -v kcat >/dev/null 2>&1 || missing="$missing kcat"
 command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
 command -v sox >/dev/null 2>&1 || missing="$missing sox"
+# The evaluation corpus: flite English voices, pocketsphinx-testdata's human English.
+command -v flite >/dev/null 2>&1 || missing="$missing flite"
+[ -d /usr/share/pocketsphinx/test/data/librivox ] || missing="$missing pocketsphinx-testdata"
 # The report's screenshot test renders it in headless Chromium; CJK glyphs for its plots.
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ -e /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing="$missing fonts-wqy-zenhei"

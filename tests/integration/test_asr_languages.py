@@ -1,17 +1,17 @@
-"""The embedded model (real weights) on synthesized English, Mandarin and zh/en code-switched
-speech, clean and with white noise at 10 dB and 0 dB SNR, through the stage's handler.
+"""The embedded model (real weights) on synthesized English (espeak-ng), clean and with white
+noise at 10 dB and 0 dB SNR, through the stage's handler, with no language hint: the language
+is identified per utterance and stays English as the noise rises.
 
 Measured on this CPU (int8, beam 5, 10 s minimum window): English WER 0.067 clean, 0.20 at
-10 dB, 0.51 at 0 dB; Mandarin CER 0.80 / 0.86 / 0.89 (espeak's Mandarin is barely intelligible
-to Whisper base: these numbers test the path and the trend, not the model); code-switched MER
-0.68 / 0.91 / 1.05. The bounds leave room for other CPUs' int8 kernels."""
+10 dB, 0.51 at 0 dB. The bounds leave room for other CPUs' int8 kernels. Mandarin and
+code-switched speech are measured on the evaluation corpus's intelligible voices
+(``test_corpus_eval``, ``callqa eval``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from beam_jobs.demo.calls import DEMO_SCRIPTS
 from beam_jobs.demo.speech import add_noise, speak
 from beam_jobs.report.asr_eval import error_counts
 from beam_jobs.services.models import install_embedded_whisper
@@ -24,8 +24,6 @@ from transforms.core.audio import encode
 pytestmark = pytest.mark.slow
 
 ENGLISH = SENTENCES
-MANDARIN = tuple(t.text for t in DEMO_SCRIPTS[2].turns)
-MIXED = tuple(t.text for t in DEMO_SCRIPTS[3].turns)
 
 
 @pytest.fixture(scope="module")
@@ -68,27 +66,3 @@ def test_english_degrades_with_noise_but_stays_english(transcribe) -> None:  # t
     assert rates[10.0] <= 0.40
     assert rates[0.0] <= 0.80
     assert rates[None] < rates[10.0] < rates[0.0]
-
-
-def test_mandarin_comes_back_in_han_script(transcribe) -> None:  # type: ignore[no-untyped-def]
-    clean, out = transcribe(MANDARIN, "zh", "zh", None)
-    noisy, _ = transcribe(MANDARIN, "zh", "zh", 0.0)
-    print(f"Mandarin CER clean {clean:.3f}, 0 dB {noisy:.3f}")
-    assert all(t.language == "zh" for t in out)
-    # Most turns come back in Han script; the barely intelligible ones may come out as Latin
-    # gibberish ("Hose Wave E.R.Sansu" for 后四位是一二三四).
-    han = sum(t.language_class in ("zh", "zh-en") for t in out)
-    assert han >= len(out) - 2, [t.text for t in out]
-    # At CER 0.8-0.9 the clean/noisy order is within run-to-run noise (CI saw 0.90 clean vs
-    # 0.87 at 0 dB): the noise trend is asserted on English, where the model is accurate.
-    assert clean < 0.95
-    assert noisy <= 1.1
-
-
-def test_code_switched_speech_keeps_both_scripts(transcribe) -> None:  # type: ignore[no-untyped-def]
-    rate, out = transcribe(MIXED, "zh-en", "zh", None)
-    print(f"code-switched MER clean {rate:.3f}")
-    assert sum(t.language_class == "zh-en" for t in out) >= 3, [t.text for t in out]
-    latin = " ".join(t.text for t in out).lower()
-    assert sum(w in latin for w in ("customer", "service", "premium", "shipping", "thank")) >= 3
-    assert rate < 0.9

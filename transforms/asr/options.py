@@ -20,7 +20,7 @@ import numpy as np
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
 from schemas.records import Transcript, Utterance, Word
 from transforms.core.audio import resample
-from transforms.core.script import language_class
+from transforms.core.script import ZH_SCRIPTS, language_class, to_script
 
 BACKEND_FASTER_WHISPER: Final = "faster-whisper"
 BACKEND_TRANSFORMERS: Final = "transformers"
@@ -35,6 +35,8 @@ PRECISIONS: Final[dict[str, tuple[str, ...]]] = {
 }  # fmt: skip
 #: Event-header language hints that force a language when ``language`` is "auto".
 HINTED_LANGUAGES: Final = frozenset({"zh", "en"})
+#: Languages written in Han characters of their own, which the zh script conversion leaves.
+_OWN_HAN_SCRIPT: Final = frozenset({"ja", "ko"})
 
 
 class ModelLayoutError(ValueError):
@@ -61,6 +63,14 @@ class AsrOptions:
     # likely (faster-whisper's ranked detection; () accepts Whisper's top guess).
     language_candidates: tuple[str, ...] = ("zh", "en")
     domain_terms: tuple[str, ...] = ()  # bias recognition (Whisper prompt, Qwen3-ASR context)
+    # How Mandarin transcripts are written (transforms.core.script.ZH_SCRIPTS): Whisper writes
+    # traditional characters for some Mandarin utterances; OpenCC converts its output.
+    zh_script: str = "simplified"
+    # faster-whisper: prompt Mandarin utterances with a sentence in that script (ZH_PROMPTS).
+    # Off: on the evaluation corpus the prompt did not lower clean CER (0.124 vs 0.127) and
+    # raised it in babble, on telephony and on code-switched speech (docs/asr.md); OpenCC
+    # alone gives simplified script.
+    zh_prompt: bool = False
     max_new_tokens: int = 256  # transformers: cap per utterance
     max_batch_size: int = 8
     # > 0: a streaming batch waits at most this long for more utterances (Beam's stateful
@@ -99,6 +109,9 @@ class AsrOptions:
             raise ValueError("beam_size, max_alternatives and max_batch_size must be >= 1")
         if self.queues < 0 or self.cpu_threads < 0:
             raise ValueError("queues and cpu_threads must be >= 0 (0: automatic)")
+        if self.zh_script not in ZH_SCRIPTS:
+            raise ValueError(f"zh_script must be one of {', '.join(ZH_SCRIPTS)}, not "
+                             f"{self.zh_script!r}")  # fmt: skip
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if (
@@ -308,6 +321,22 @@ def utterance_samples(utt: Utterance) -> np.ndarray:
     return resample(samples, utt.sample_rate_hz, PIPELINE_SAMPLE_RATE_HZ)
 
 
+#: Whisper's previous-text prompt for Mandarin in each script: a sentence in that script
+#: primes the decoder to write it (and to write Mandarin rather than translate).
+ZH_PROMPTS: Final = {"simplified": "以下是普通话的句子。", "traditional": "以下是普通話的句子。"}
+
+
+def whisper_prompt(opts: AsrOptions, language: str) -> str:
+    """The text before Whisper's start token for an utterance in ``language``: the Mandarin
+    script prompt (``opts.zh_prompt``), then the domain terms; "" for none."""
+    parts = []
+    if language == "zh" and opts.zh_prompt and opts.zh_script in ZH_PROMPTS:
+        parts.append(ZH_PROMPTS[opts.zh_script])
+    if opts.domain_terms:
+        parts.append(", ".join(opts.domain_terms))
+    return " " + " ".join(parts) if parts else ""
+
+
 def make_transcript(
     utt: Utterance,
     opts: AsrOptions,
@@ -318,6 +347,9 @@ def make_transcript(
     words: tuple[Word, ...] = (),
     alternatives: tuple[str, ...] = (),
 ) -> Transcript:
+    if language not in _OWN_HAN_SCRIPT:
+        text = to_script(text, opts.zh_script)
+        alternatives = tuple(to_script(a, opts.zh_script) for a in alternatives)
     text = text.strip()
     return Transcript(
         call_id=utt.call_id,

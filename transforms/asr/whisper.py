@@ -28,6 +28,7 @@ from transforms.asr.options import (
     make_transcript,
     utterance_samples,
     validate_options,
+    whisper_prompt,
 )
 
 #: faster-whisper's default: retried at these temperatures when a decode looks degenerate.
@@ -186,18 +187,19 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
                 lang or pick_language(ranked, o.language_candidates)
                 for lang, ranked in zip(forced, detected, strict=True)
             ]
-        prompt = (
-            model.hf_tokenizer.encode(" " + ", ".join(o.domain_terms), add_special_tokens=False).ids
-            if o.domain_terms
-            else []
-        )
         tokenizers = {
             lang: Tokenizer(model.hf_tokenizer, True, task="transcribe", language=lang)
             for lang in set(languages)
         }
+        prompt_ids = {
+            lang: model.hf_tokenizer.encode(text, add_special_tokens=False).ids
+            for lang in set(languages)
+            if (text := whisper_prompt(o, lang))
+        }
         prompts = []
         for lang in languages:
             tok = tokenizers[lang]
+            prompt = prompt_ids.get(lang)
             prefix = [tok.sot_prev, *prompt[-223:]] if prompt else []
             prompts.append([*prefix, *tok.sot_sequence, tok.no_timestamps])
         results = self._generate(model, encoded, prompts, o.temperature)
@@ -256,7 +258,7 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
             # 0: Whisper's standard schedule — greedy/beam first, then higher temperatures
             # only when the output is degenerate (repetition, low log-probability).
             temperature=o.temperature or WHISPER_FALLBACK_TEMPERATURES,
-            initial_prompt=", ".join(o.domain_terms) or None,
+            initial_prompt=whisper_prompt(o, forced_language(o, utt) or "").strip() or None,
             word_timestamps=o.enable_word_timestamps,
             condition_on_previous_text=False,
             vad_filter=False,  # utterances come from SegmentSpeech already

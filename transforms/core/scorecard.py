@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -43,7 +43,7 @@ from pydantic_core import ErrorDetails
 from rapidfuzz import fuzz
 
 from schemas.records import CallMetrics, ScorecardAnswer, ScorecardResult, Transcript
-from transforms.core.script import HAN, HAN_RANGES
+from transforms.core.script import HAN, HAN_RANGES, to_script
 
 Role = Literal["agent", "customer", "any"]
 EVIDENCE_MAX_CHARS: Final = 120  # fits one table cell in the report
@@ -346,30 +346,14 @@ _SEPARATORS: Final = re.compile(r"[\W_]+")
 _SPACE_BY_HAN: Final = re.compile(f" (?=[{HAN_RANGES}])|(?<=[{HAN_RANGES}]) ")
 
 
-@lru_cache(maxsize=1)
-def _t2s() -> Callable[[str], str] | None:
-    """OpenCC's traditional→simplified converter, or None when opencc is not installed."""
-    try:
-        import opencc
-    except ImportError:
-        return None
-    for config in ("t2s", "t2s.json"):  # the PyPI builds disagree on the config name
-        try:
-            return cast(Callable[[str], str], opencc.OpenCC(config).convert)
-        except Exception:  # noqa: BLE001 - an unusable build just means no folding
-            continue
-    return None
-
-
 def normalize_text(text: str) -> str:
     """Case-, width- and punctuation-folded text; Chinese without spaces, folded to simplified
-    characters when opencc is installed.
+    characters (OpenCC).
 
     ``"您好，請 稍等! Thank-you, I'm"`` → ``"您好请稍等thank you im"``.
     """
     text = unicodedata.normalize("NFKC", text).casefold()
-    if HAN.search(text) and (t2s := _t2s()) is not None:
-        text = t2s(text)
+    text = to_script(text, "simplified")
     text = _SEPARATORS.sub(" ", _APOSTROPHES.sub("", text)).strip()
     return _SPACE_BY_HAN.sub("", text)
 

@@ -5,7 +5,9 @@ analytics, ASR and the evaluation."""
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Final, cast
 
 #: CJK Unified Ideographs, Extension A and the compatibility ideographs: the characters a
 #: Mandarin transcript is written in (simplified or traditional), as ranges for a regex class.
@@ -38,3 +40,29 @@ def language_class(text: str, language: str) -> str:
     if latin and language in ("en", "zh", "yue", ""):
         return "en"
     return "other"
+
+
+#: How Mandarin transcripts are written: OpenCC's conversion to simplified or traditional
+#: characters, or the model's own output.
+ZH_SCRIPTS: Final = ("simplified", "traditional", "as_is")
+_OPENCC_CONFIGS: Final = {"simplified": "t2s", "traditional": "s2t"}
+
+
+@lru_cache(maxsize=2)
+def _opencc(config: str) -> Callable[[str], str]:
+    import opencc
+
+    for name in (config, f"{config}.json"):  # the PyPI builds disagree on the config name
+        try:
+            return cast(Callable[[str], str], opencc.OpenCC(name).convert)
+        except Exception:  # noqa: BLE001, S112 - try the other spelling
+            continue
+    raise RuntimeError(f"OpenCC has no {config} conversion: reinstall opencc")
+
+
+def to_script(text: str, script: str) -> str:
+    """``text`` with its Han characters written in ``script`` (``ZH_SCRIPTS``; OpenCC).
+    ``to_script("請稍等", "simplified") == "请稍等"``."""
+    if script == "as_is" or not has_han(text):
+        return text
+    return _opencc(_OPENCC_CONFIGS[script])(text)

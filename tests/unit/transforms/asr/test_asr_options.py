@@ -18,8 +18,10 @@ from transforms.asr.options import (
     ModelLayoutError,
     detect_model,
     forced_language,
+    make_transcript,
     similar_length_groups,
     validate_options,
+    whisper_prompt,
 )
 from transforms.asr.whisper import FasterWhisperModelHandler
 
@@ -115,6 +117,23 @@ def test_language_hints_force_zh_and_en_only_when_auto() -> None:
     assert forced_language(AsrOptions(model_dir="m", language="en"), utt) == "en"
 
 
+def test_mandarin_transcripts_come_out_in_the_chosen_script() -> None:
+    utt = Utterance("c", "agent", 0, 1000, 16000, b"\x00\x01" * 160, "zh")
+
+    def written(script: str, language: str = "zh") -> tuple[str, tuple[str, ...]]:
+        opts = AsrOptions(model_dir="m", zh_script=script)
+        t = make_transcript(utt, opts, "b", " 請稍等 OK ", language, -0.1, alternatives=("謝謝",))
+        return t.text, t.alternatives
+
+    assert AsrOptions(model_dir="m").zh_script == "simplified"
+    assert written("simplified") == ("请稍等 OK", ("谢谢",))
+    assert written("traditional") == ("請稍等 OK", ("謝謝",))
+    assert written("as_is") == ("請稍等 OK", ("謝謝",))
+    assert written("simplified", "ja") == ("請稍等 OK", ("謝謝",))  # Japanese kanji stay
+    with pytest.raises(ValueError, match="zh_script"):
+        AsrOptions(model_dir="m", zh_script="pinyin")
+
+
 def test_length_buckets_keep_padding_small() -> None:
     lengths = [16000, 80000, 17000, 160000, 20000, 90000]
     buckets = similar_length_groups(lengths, max_ratio=1.5, max_size=8)
@@ -178,3 +197,15 @@ def test_queues_on_cpu_are_one_per_cpu_each_decoding_on_its_share(tmp_path: Path
     assert resolve_queues(AsrOptions(model_dir=str(qwen), device="cpu")).queues == 1
     with pytest.raises(ValueError, match="queues and cpu_threads must be >= 0"):
         AsrOptions(model_dir="m", queues=-1)
+
+
+def test_whisper_prompt_primes_mandarin_only_when_asked_then_the_domain_terms() -> None:
+    plain = AsrOptions(model_dir="m")
+    assert whisper_prompt(plain, "zh") == "" and not plain.zh_prompt
+    prompted = AsrOptions(model_dir="m", zh_prompt=True, domain_terms=("CloudPay", "eSIM"))
+    assert whisper_prompt(prompted, "zh") == " 以下是普通话的句子。 CloudPay, eSIM"
+    assert whisper_prompt(prompted, "en") == " CloudPay, eSIM"
+    traditional = AsrOptions(model_dir="m", zh_prompt=True, zh_script="traditional")
+    assert whisper_prompt(traditional, "zh") == " 以下是普通話的句子。"
+    as_is = AsrOptions(model_dir="m", zh_prompt=True, zh_script="as_is")
+    assert whisper_prompt(as_is, "zh") == ""
