@@ -43,8 +43,8 @@ _TAIL_S: Final = 1.0
 #: ``demo``: the calls ``callqa demo`` streams.
 SUBSETS: Final[dict[str, frozenset[str] | None]] = {
     "full": None,
-    "ci": frozenset({"zh-bill", "zh-mobile-digits", "zh-id-numerals", "term-volte",
-                     "term-changxiang", "en-balance"}),
+    "ci": frozenset({"zh-bill", "zh-broadband", "zh-mobile-digits", "zh-id-numerals",
+                     "term-volte", "term-changxiang", "en-balance"}),
     "demo": frozenset({"en-balance", "en-refund", "zh-bill", "mix-upgrade"}),
 }  # fmt: skip
 

@@ -41,7 +41,7 @@ def test_the_manifest_lists_every_item_in_every_condition_with_exact_spans(corpu
     manifest = json.loads(corpus.read_text(encoding="utf-8"))
     items = manifest["items"]
     assert {i["scenario"] for i in items} == {"zh", "terms", "en-tts", "en-human"}
-    assert sum(i["kind"] == "call" for i in items) == 2
+    assert sum(i["kind"] == "call" for i in items) == 3
     call = next(i for i in items if i["id"] == "zh-bill")
     assert {s["role"] for s in call["segments"]} == {"agent", "customer"}
     for item in items:

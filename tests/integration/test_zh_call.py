@@ -1,13 +1,15 @@
-"""A Mandarin customer-service call from the evaluation corpus (Kokoro voices: a billing
-complaint with an identity check that reads out a mobile number in digits and an ID number in
-Chinese numerals, a hold, a closing) through the streaming job on Prism, produced to the real
-Kafka broker, with the embedded ASR model and live transcripts on.
+"""The corpus's Mandarin calls (Kokoro voices) through the streaming job on Prism, produced to
+the real Kafka broker, with the embedded ASR model and live transcripts on: a billing complaint
+with an identity check that reads out a mobile number in digits and an ID number in Chinese
+numerals, a hold and a closing; and an angry outage complaint.
 
-Every turn comes back as simplified Mandarin; the greeting, hold and closing questions pass;
-no digit string that holds a valid mobile or ID number reaches the warehouse or the live
-topic, which carries the warehouse's texts. Not yet asserted (the embedded Whisper base
-mishears these accented voices: docs/asr.md): the identity question, and both numbers
-redacted whole (the model wrote the mobile as "以381234567吧" and split the ID)."""
+Every turn of the billing call comes back as simplified Mandarin; its greeting, hold and
+closing questions pass; its jieba keywords are the call's words; no digit string that holds a
+valid mobile or ID number reaches the warehouse or the live topic, which carries the
+warehouse's texts; the angry customer's sentiment is negative and below the billing one's. Not
+yet asserted (the embedded Whisper base mishears these accented voices: docs/asr.md): the
+identity question, and both numbers redacted whole (the model wrote the mobile as
+"以381234567吧" and split the ID)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 from beam_jobs import warehouse
 from beam_jobs.corpus.build import load_calls
 from beam_jobs.demo.live import LiveFollower
-from beam_jobs.demo.producer import call_events, new_producer, send_events
+from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.services.local import create_topic, unique_name
 from tests.integration.harness import job_args, streaming_job
 from transforms.core.script import to_script
@@ -33,11 +35,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 _NUMERALS = str.maketrans("零〇一二三四五六七八九幺", "001234567891")
 
 
-def test_a_mandarin_call_is_transcribed_scored_and_redacted_through_the_streaming_job(
+def test_mandarin_calls_are_transcribed_scored_and_redacted_through_the_streaming_job(
     kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path, ci_corpus: Path
 ) -> None:
-    call = next(c for c in load_calls(ci_corpus) if c.call_id == "zh-bill")
-    audio = CallAudio(call.call_id, call.rate_hz, call.channels, language_hint="zh")
+    calls = {c.call_id: c for c in load_calls(ci_corpus) if c.language == "zh"}
+    call = calls["zh-bill"]
     out = tmp_path / "out"
     live = unique_name("callqa-test-live")
     create_topic(kafka_bootstrap, live, partitions=1)
@@ -48,19 +50,30 @@ def test_a_mandarin_call_is_transcribed_scored_and_redacted_through_the_streamin
         with streaming_job(argv):
             producer = new_producer(kafka_bootstrap)
             start_ms = int(time.time() * 1000) - 120_000
-            send_events(producer, topic, call_events(audio, start_ms), realtime=False,
-                        progress=False)  # fmt: skip
+            streams = [
+                call_events(
+                    CallAudio(c.call_id, c.rate_hz, c.channels, language_hint="zh"), start_ms
+                )  # fmt: skip
+                for c in calls.values()
+            ]
+            send_events(producer, topic, interleave(streams), realtime=False, progress=False)
             producer.close()
-            rows = warehouse.wait_for_final_calls(out, [call.call_id], timeout_s=300, settle_s=5)
+            rows = warehouse.wait_for_final_calls(out, list(calls), timeout_s=420, settle_s=5)
+            stored = [t for t in warehouse.transcripts(out) if t["call_id"] == call.call_id]
             deadline = time.monotonic() + 60
-            while len(follower.events) < len(call.segments) and time.monotonic() < deadline:
+            while time.monotonic() < deadline and len(
+                {
+                    (e["channel"], e["start_ms"])
+                    for _, e in follower.events
+                    if e["call_id"] == call.call_id
+                }  # fmt: skip
+            ) < len(stored):
                 time.sleep(0.5)
     finally:
         follower.close()
 
     row = rows[call.call_id]
     answers = {a["question_id"]: a["passed"] for a in row["scorecard"]["answers"]}
-    stored = [t for t in warehouse.transcripts(out) if t["call_id"] == call.call_id]
     texts = [t["text"] for t in stored]
     print("answers", answers, "\ntranscripts", texts)
     assert abs(len(stored) - len(call.segments)) <= 2, texts  # the VAD's cuts, not the script's
@@ -74,6 +87,11 @@ def test_a_mandarin_call_is_transcribed_scored_and_redacted_through_the_streamin
     live = {(e["channel"], e["start_ms"]): e["text"] for _, e in follower.events
             if e["call_id"] == call.call_id}  # fmt: skip
     assert live == {(t["channel"], t["start_ms"]): t["text"] for t in stored}
+    # jieba keywords of the Mandarin call; the angry outage complaint reads as negative.
+    assert set(row["keywords"]) & {"客服", "话费", "身份", "手机", "号码", "业务费", "退回"}, row
+    angry = rows["zh-broadband"]
+    assert angry["customer_sentiment"] < 0, (angry["customer_sentiment"], angry["keywords"])
+    assert angry["customer_sentiment"] < row["customer_sentiment"]
 
 
 def _valid_numbers(texts: list[str]) -> list[str]:

@@ -149,13 +149,15 @@ class PhraseRule:
     ``exact``: substring of the normalised turn (``normalize_text``); a phrase starting with a
     Latin letter must start at a word ("resolved" is not found in "unresolved", "idiot" is
     found in "idiots"). ``fuzzy``: rapidfuzz ``partial_ratio >= threshold`` on normalised text.
+    ``phonetic``: ``exact``, or for a Chinese phrase the same syllables with the same tones
+    (pypinyin) in the turn: Mandarin ASR often writes a word as a homophone (核实 → 何时).
     """
 
     phrases: Annotated[
         tuple[Annotated[str | tuple[str, ...], PlainValidator(_phrase_item)], ...],
         Field(min_length=1, description="a non-empty list of phrases"),
     ]
-    match: Literal["exact", "fuzzy"] = "exact"
+    match: Literal["exact", "fuzzy", "phonetic"] = "exact"
     mode: Literal["any_of", "all_of"] = "any_of"
     threshold: Annotated[
         float, _want("a number in (0, 100]", gt=0, le=100, allow_inf_nan=False)
@@ -372,9 +374,34 @@ def _contains(text: str, phrase: str) -> bool:
     return False
 
 
+def _one_by_one(text: str) -> Any:
+    return list(text)  # pypinyin: characters without a reading, one token each
+
+
+@lru_cache(maxsize=4096)
+def syllables(text: str) -> tuple[str, ...]:
+    """Normalised text as Mandarin syllables with tone numbers (pypinyin, with its phrase
+    dictionary for the readings of polyphones); other characters one by one.
+    ``syllables("核实") == syllables("何时") == ("he2", "shi2")``."""
+    from pypinyin import Style, lazy_pinyin
+
+    said = lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, errors=_one_by_one)
+    return tuple(said)
+
+
+def _sounds_in(text: str, phrase: str) -> bool:
+    """Whether ``phrase``'s syllables occur, in order and adjacent, in ``text``'s."""
+    said, wanted = syllables(text), syllables(phrase)
+    n = len(wanted)
+    return any(said[i : i + n] == wanted for i in range(len(said) - n + 1))
+
+
 def _match_score(rule: PhraseRule, phrase: str, text: str) -> float | None:
     if rule.match == "exact":
         return 100.0 if _contains(text, phrase) else None
+    if rule.match == "phonetic":
+        heard = _contains(text, phrase) or (HAN.search(phrase) and _sounds_in(text, phrase))
+        return 100.0 if heard else None
     # partial_ratio aligns the shorter string inside the longer: a turn "you" would match
     # "thank you for calling" at 100, so a turn shorter than the phrase is compared whole.
     scorer = fuzz.partial_ratio if len(text) >= len(phrase) else fuzz.ratio

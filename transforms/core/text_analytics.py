@@ -180,6 +180,8 @@ def _classify(
         return CARD
     if _CN_MOBILE_RE.fullmatch(digits) or _CN_LANDLINE_RE.fullmatch(digits):
         return PHONE
+    if len(grouping) == 1 and len(digits) == 12 and _CN_MOBILE_RE.search(digits):
+        return PHONE  # a mobile read out with a digit too many (ASR doubled or inserted one)
     if (grouping in _NANP_GROUPINGS or phone_context) and _NANP_RE.fullmatch(digits):
         return PHONE
     return None

@@ -5,6 +5,7 @@ unchanged, ``--help`` and a bare ``--`` included."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,14 @@ def test_a_bare_double_dash_reaches_the_job_and_is_refused(
 ) -> None:
     assert main(["run", "--streaming", "--", "--asr=embedded"]) == 2
     assert "a bare '--' makes Beam drop every later option" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_missing_manifest_and_an_unknown_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(tmp_path / "none.json")]) == 2
+    assert "no such manifest (build one: callqa corpus build)" in capsys.readouterr().err
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"items": []}')
+    assert main(["eval", str(manifest), "--asr", str(tmp_path), "--row", "nope"]) == 2
+    assert "no such row ['nope']" in capsys.readouterr().err

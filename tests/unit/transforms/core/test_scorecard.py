@@ -84,6 +84,21 @@ def test_normalize_folds_traditional_to_simplified():
     assert normalize_text("請稍等，感謝您的來電") == "请稍等感谢您的来电"
 
 
+def test_phonetic_match_hears_a_chinese_homophone_but_not_another_tone_or_english():
+    rule = PhraseRule(("核实", "thank you for calling"), match="phonetic")
+    assert ask(rule, [turn("agent", 0, 3, "为了何时您的身份")]).passed  # he2 shi2 both
+    assert not ask(rule, [turn("agent", 0, 3, "这个套餐合适吗")]).passed  # 合适: he2 shi4
+    assert not ask(rule, [turn("agent", 0, 3, "thanks for calling")]).passed
+    assert ask(rule, [turn("agent", 0, 3, "Thank you, for calling.")]).passed
+    assert not ask(PhraseRule(("核实",)), [turn("agent", 0, 3, "为了何时您的身份")]).passed
+
+
+def test_the_default_identity_question_survives_a_homophone_from_the_asr():
+    said = [turn("agent", 0, 4, "谢谢您的身份已经合时，请您稍等。")]
+    answers = {a.question_id: a for a in score_call(default_scorecard(), said, metrics()).answers}
+    assert answers["identity_verification"].passed
+
+
 def test_exact_match_ignores_case_punctuation_and_spacing():
     rule = PhraseRule(("thank you for calling", "欢迎致电"))
     assert ask(rule, [turn("agent", 0, 3, "Thank you, for calling Acme.")]).passed
@@ -526,7 +541,7 @@ def _question(**fields: Any) -> dict[str, Any]:
         ),
         (
             _question(rule={"kind": "phrase", "phrases": ["hi"], "match": "regex"}),
-            r"field 'match' must be one of exact, fuzzy, got 'regex'\.",
+            r"field 'match' must be one of exact, fuzzy, phonetic, got 'regex'\.",
         ),
         (_question(rule={"kind": 5}), r"field 'kind' must be one of phrase, .*, got 5\."),
         # unknown fields and fields that do not apply

@@ -52,6 +52,9 @@ UNIONPAY_19 = "6217001234567890122"
         ("手机１３８００１３８０００", f"手机{PHONE}"),
         ("手机13800138000一会儿打给你", f"手机{PHONE}一会儿打给你"),
         ("call 138 0013 8000 2 times", f"call {PHONE} 2 times"),
+        # a mobile the ASR heard with a digit too many (the corpus's billing call)
+        ("113812345678", PHONE),
+        ("是138123456789吧", f"是{PHONE}吧"),
         # landlines and international numbers
         ("座机010-12345678，或者0755 1234 5678", f"座机{PHONE}，或者{PHONE}"),
         ("call +1 415 555 0134 or (415) 555-0134", f"call {PHONE} or {PHONE}"),
@@ -117,6 +120,7 @@ def test_redact_is_idempotent() -> None:
         "工号 8023，房间 2101",
         "我一一核对了一下，第一二三期都交了",
         "订单号20240315000123",  # Luhn-valid by chance, but no card issuer starts with 20
+        "订单号202403150001",  # 12 digits with no mobile in them
         "4155550134",  # a bare 10-digit number is an order number, not a phone, here
         "my order number is 4155550134",  # "number", but an order's
         "订单号码是4155550134",
