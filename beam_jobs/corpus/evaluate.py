@@ -74,8 +74,9 @@ class Case(NamedTuple):
     utterance: Utterance
 
 
-def cases(manifest_path: Path, scenario: str, condition: str) -> list[Case]:
-    """The manifest's spans of ``scenario`` cut from their audio in ``condition``."""
+def cases(manifest_path: Path, scenario: str, condition: str, hints: bool = True) -> list[Case]:
+    """The manifest's spans of ``scenario`` cut from their audio in ``condition``, with the
+    language hint a telephony system would set (``hints``) or none (identified per utterance)."""
     import soundfile as sf
 
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -93,7 +94,7 @@ def cases(manifest_path: Path, scenario: str, condition: str) -> list[Case]:
             utt = Utterance(f"{item['id']}/{condition}", seg["role"], start_ms,
                             start_ms + 1000 * (b - a) // rate, int(rate),
                             np.ascontiguousarray(x[a:b]).astype("<i2").tobytes(),
-                            _HINTS[item["language"]])  # fmt: skip
+                            _HINTS[item["language"]] if hints else None)  # fmt: skip
             out.append(Case(item["id"], scenario, condition, item["language"], seg["voice"],
                             seg["text"], utt))  # fmt: skip
     return out
@@ -155,11 +156,14 @@ def score(cases_: Sequence[Case], transcripts: Sequence[Transcript]) -> dict[str
 
 
 def evaluate(manifest: Path, opts: AsrOptions, domain_terms: tuple[str, ...],
-             rows: Sequence[Row] = ROWS, log: Any = print) -> dict[str, Any]:  # fmt: skip
+             rows: Sequence[Row] = ROWS, hints: bool = True,
+             log: Any = print) -> dict[str, Any]:  # fmt: skip
     """Every row the manifest has utterances for: error rate, accuracy, RTF, per utterance."""
     import dataclasses
 
-    plan = [(row, cs) for row in rows if (cs := cases(manifest, row.scenario, row.condition))]
+    plan = [
+        (row, cs) for row in rows if (cs := cases(manifest, row.scenario, row.condition, hints))
+    ]
     if not plan:
         raise ValueError(f"{manifest}: no utterances for any evaluation scenario")
     biased = dataclasses.replace(opts, domain_terms=opts.domain_terms + domain_terms)
@@ -179,7 +183,7 @@ def evaluate(manifest: Path, opts: AsrOptions, domain_terms: tuple[str, ...],
         log(f"eval: {row.name}: {len(cs)} utterances, {unit} {scored['error_rate']:.3f}, "
             f"RTF {rtf:.2f}")  # fmt: skip
     return {"manifest": str(manifest), "model": opts.model_dir, "beam_size": opts.beam_size,
-            "min_window_s": opts.min_window_s,
+            "min_window_s": opts.min_window_s, "language_hints": hints,
             "zh_script": opts.zh_script, "zh_prompt": opts.zh_prompt,
             "overhead_s": round(overhead_s, 2), "domain_terms": list(domain_terms),
             "rows": results}  # fmt: skip
@@ -206,6 +210,8 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--asr_beam_size", type=int, default=AsrOptions("").beam_size)
     ap.add_argument("--asr_min_window_s", type=float, default=AsrOptions("").min_window_s)
     ap.add_argument("--asr_zh_script", choices=ZH_SCRIPTS, default="simplified")
+    ap.add_argument("--language_hints", choices=("on", "off"), default="on",
+                    help="off: no zh/en hint, the language is identified")  # fmt: skip
     ap.add_argument("--asr_zh_prompt", choices=("on", "off"), default="off")
     ap.add_argument("--asr_domain_terms", default="",
                     help="the biased row's terms (default: manifest's): a,b, @file")  # fmt: skip
@@ -226,14 +232,15 @@ def main(argv: Sequence[str]) -> int:
     if unknown:
         raise ValueError(f"no such row {sorted(unknown)}: one of {[r.name for r in ROWS]}")
     rows = [r for r in ROWS if not args.row or r.name in args.row]
-    result = evaluate(args.manifest, opts, terms, rows)
+    result = evaluate(args.manifest, opts, terms, rows, hints=args.language_hints == "on")
     out = args.json or args.manifest.with_name("eval.json")
     out.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print()
     print(table(result))
     print(
         f"\nmodel {opts.model_dir}, beam {opts.beam_size}, window {opts.min_window_s:g} s, "
-        f"zh script {opts.zh_script}, zh prompt {args.asr_zh_prompt}, hints zh/en; CER for "
+        f"zh script {opts.zh_script}, zh prompt {args.asr_zh_prompt}, language hints "
+        f"{args.language_hints}; CER for "
         f"zh, WER for en, MER for zh/en mixed; RTF: decode time / audio here. JSON: {out}"
     )
     return 0

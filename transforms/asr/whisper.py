@@ -10,6 +10,7 @@ each utterance goes through faster-whisper's own ``transcribe`` instead.
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
@@ -30,6 +31,7 @@ from transforms.asr.options import (
     validate_options,
     whisper_prompt,
 )
+from transforms.core.script import HAN_RANGES
 
 #: faster-whisper's default: retried at these temperatures when a decode looks degenerate.
 WHISPER_FALLBACK_TEMPERATURES: Final = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -121,9 +123,32 @@ def keeps_retry(before: str, retry: str) -> bool:
     return compression_ratio(retry) <= compression_ratio(before)
 
 
+#: A unit of up to ``_LOOP_UNIT`` tokens said ``_LOOP_TIMES`` times in a row is a loop.
+_LOOP_UNIT: Final = 4
+_LOOP_TIMES: Final = 5
+_NUMERALS: Final = frozenset("零〇一二三四五六七八九十幺两")
+_LOOP_TOKENS: Final = re.compile(f"[{HAN_RANGES}]|[^\\W_]+")
+
+
+def repeats_a_unit(text: str) -> bool:
+    """Whether the same unit (1 to ``_LOOP_UNIT`` Han characters or words, not a number read
+    out) comes ``_LOOP_TIMES`` times in a row, punctuation aside: a loop too short for the gzip
+    test ("水,水,水,水,水,水,水,水,水" compresses only 2.3×)."""
+    tokens = _LOOP_TOKENS.findall(text.lower())
+    for n in range(1, _LOOP_UNIT + 1):
+        for i in range(len(tokens) - n * _LOOP_TIMES + 1):
+            unit = tokens[i : i + n]
+            if all(t.isdigit() or t in _NUMERALS for t in unit):
+                continue  # a number read out: "1 1 1 1 1", 一一一一一
+            if all(tokens[i + k * n : i + (k + 1) * n] == unit for k in range(1, _LOOP_TIMES)):
+                return True
+    return False
+
+
 def is_repetitive(text: str) -> bool:
-    """Whisper's test for a decoding loop: gzip compresses the text more than 2.4×."""
-    return compression_ratio(text) > 2.4
+    """A decoding loop: Whisper's test (gzip compresses the text more than 2.4×), or a short
+    unit repeated (``repeats_a_unit``)."""
+    return compression_ratio(text) > 2.4 or repeats_a_unit(text)
 
 
 class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):

@@ -3,6 +3,8 @@ language id among the expected languages, default length buckets (no model loade
 
 from __future__ import annotations
 
+import pytest
+
 from transforms.asr.options import AsrOptions
 from transforms.asr.whisper import (
     default_length_buckets_s,
@@ -25,6 +27,23 @@ def test_decoding_loops_are_detected() -> None:
     assert is_repetitive("I'm sorry, " * 40)
     assert is_repetitive("斜斷" * 60)
     assert not is_repetitive("Thank you for calling customer service. How can I help you today?")
+
+
+@pytest.mark.parametrize(
+    ("text", "loop"),
+    [
+        ("水,水,水,水,水,水,水,水,水", True),  # the demo's code-switched call: gzip sees 2.3x
+        ("王相儿, Upgrade, 下下, 下下, 下下, 下下, 下下, 下下,", True),
+        ("ok ok ok ok ok", True),
+        ("谢谢谢谢", False),
+        ("no no no no", False),
+        ("我想 upgrade 我的 account 到 premium", False),
+        ("1 1 1 1 1 2 3", False),  # a number read out
+        ("尾号一一一一一", False),
+    ],
+)
+def test_short_loops_are_caught_but_numbers_and_courtesy_are_not(text: str, loop: bool) -> None:
+    assert is_repetitive(text) is loop
 
 
 def test_a_retry_that_loops_worse_is_not_kept() -> None:
