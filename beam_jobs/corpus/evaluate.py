@@ -74,13 +74,13 @@ class Case(NamedTuple):
     utterance: Utterance
 
 
-def cases(manifest_path: Path, scenario: str, condition: str, hints: bool = True) -> list[Case]:
-    """The manifest's spans of ``scenario`` cut from their audio in ``condition``, with the
-    language hint a telephony system would set (``hints``) or none (identified per utterance)."""
+def cases(manifest: dict[str, Any], root: Path, scenario: str, condition: str,
+          hints: bool = True) -> list[Case]:  # fmt: skip
+    """The spans of ``scenario`` in a parsed ``manifest`` (audio paths relative to ``root``)
+    cut from their audio in ``condition``, with the language hint a telephony system would set
+    (``hints``) or none (identified per utterance)."""
     import soundfile as sf
 
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    root = manifest_path.parent
     out: list[Case] = []
     for n, item in enumerate(manifest["items"]):
         if item["scenario"] != scenario or condition not in item["audio"]:
@@ -161,8 +161,11 @@ def evaluate(manifest: Path, opts: AsrOptions, domain_terms: tuple[str, ...],
     """Every row the manifest has utterances for: error rate, accuracy, RTF, per utterance."""
     import dataclasses
 
+    parsed = json.loads(manifest.read_text(encoding="utf-8"))
     plan = [
-        (row, cs) for row in rows if (cs := cases(manifest, row.scenario, row.condition, hints))
+        (row, cs)
+        for row in rows
+        if (cs := cases(parsed, manifest.parent, row.scenario, row.condition, hints))
     ]
     if not plan:
         raise ValueError(f"{manifest}: no utterances for any evaluation scenario")

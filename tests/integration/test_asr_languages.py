@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beam_jobs.demo.speech import add_noise, speak
+from beam_jobs.corpus.conditions import white
+from beam_jobs.demo.speech import speak
 from beam_jobs.report.asr_eval import error_counts
 from beam_jobs.services.models import install_embedded_whisper
 from schemas.records import Transcript, Utterance
@@ -39,7 +40,7 @@ def transcribe() -> object:
             silence = np.zeros(3200, np.float32)
             x = np.concatenate([silence, speak(text, language), silence])
             if snr_db is not None:
-                x = add_noise(x, snr_db, seed=i)
+                x = white(x, snr_db, seed=i)
             start = 100_000 * i
             utts.append(Utterance("lang", "agent", start, start + 1000 * len(x) // 16000,
                                   16000, encode(x, "pcm_s16le"), hint))  # fmt: skip

@@ -26,13 +26,10 @@ from beam_jobs.demo.producer import call_events, interleave, new_producer, send_
 from beam_jobs.services.local import create_topic, unique_name
 from tests.integration.harness import job_args, streaming_job
 from transforms.core.script import to_script
-from transforms.core.text_analytics import is_cn_id
+from transforms.core.text_analytics import digit_form, is_cn_id, is_cn_mobile
 from transforms.io.recordings import CallAudio
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-_NUMERALS = str.maketrans("零〇一二三四五六七八九幺", "001234567891")
 
 
 def test_mandarin_calls_are_transcribed_scored_and_redacted_through_the_streaming_job(
@@ -100,8 +97,8 @@ def _valid_numbers(texts: list[str]) -> list[str]:
     """Digit strings in ``texts`` (separators dropped) that hold a mobile or ID number."""
     found = []
     for t in texts:
-        digits = re.sub(r"[\s,.\-]", "", t.translate(_NUMERALS))
+        digits = re.sub(r"[\s,.\-]", "", digit_form(t))
         for run in re.findall(r"\d{11,}[Xx]?", digits):
             windows = [run[i : i + n] for n in (11, 18) for i in range(len(run) - n + 1)]
-            found += [w for w in windows if is_cn_id(w) or re.fullmatch(r"1[3-9]\d{9}", w)]
+            found += [w for w in windows if is_cn_id(w) or is_cn_mobile(w)]
     return found

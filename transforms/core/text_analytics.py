@@ -121,6 +121,18 @@ def _plausible_birth_date(yyyymmdd: str) -> bool:
     return dt.date(1900, 1, 1) <= born <= dt.date.today()
 
 
+def digit_form(text: str) -> str:
+    """``text`` with Chinese numeral digits and full-width digits and signs as ASCII, one
+    character for one (offsets stay those of ``text``): the form PII detection reads."""
+    return text.translate(_DETECT_TABLE)
+
+
+def is_cn_mobile(digits: str) -> bool:
+    """Whether ``digits`` is a mainland mobile number (11 digits from 13-19, optionally 86- or
+    0086-prefixed). ``is_cn_mobile("13800138000")``."""
+    return _CN_MOBILE_RE.fullmatch(digits) is not None
+
+
 def is_cn_id(digits: str) -> bool:
     """Whether ``digits`` is a Chinese resident ID number: 18 characters (17 digits and a digit
     or X, ISO 7064 MOD 11-2 checksum) or the legacy 15 digits (19YYMMDD birth date, no
@@ -174,11 +186,11 @@ def _classify(
         return PHONE if 8 <= len(digits) <= 15 and digits.isdigit() else None
     if is_cn_id(digits) and (len(digits) == 18 or grouping in _LEGACY_ID_GROUPINGS):
         return CN_ID
-    if len(digits) > 11 and _CN_MOBILE_RE.fullmatch(digits):  # 86/0086-prefixed mobile
+    if len(digits) > 11 and is_cn_mobile(digits):  # 86/0086-prefixed mobile
         return PHONE
     if is_card_number(digits):
         return CARD
-    if _CN_MOBILE_RE.fullmatch(digits) or _CN_LANDLINE_RE.fullmatch(digits):
+    if is_cn_mobile(digits) or _CN_LANDLINE_RE.fullmatch(digits):
         return PHONE
     if len(grouping) == 1 and len(digits) == 12 and _CN_MOBILE_RE.search(digits):
         return PHONE  # a mobile read out with a digit too many (ASR doubled or inserted one)
@@ -239,7 +251,7 @@ def redact(text: str) -> tuple[str, int]:
     order numbers that fail these checks) are kept.
     ``redact("我的手机是幺三八零零一三八零零零") == ("我的手机是[PHONE]", 1)``.
     """
-    norm = text.translate(_DETECT_TABLE)
+    norm = digit_form(text)
     spans = [(m.start(), m.end(), EMAIL) for m in _EMAIL_RE.finditer(norm)]
     for start, end, _ in spans:  # digits inside an address are the address's, not a phone
         norm = norm[:start] + "\0" * (end - start) + norm[end:]

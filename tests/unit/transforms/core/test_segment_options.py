@@ -20,11 +20,12 @@ def test_unknown_noise_suppression_is_refused_not_ignored() -> None:
 
 @pytest.mark.parametrize("level", ["moderate", "aggressive"])
 def test_noise_suppression_brings_speech_closer_to_clean(level: str) -> None:
-    from beam_jobs.demo.speech import add_noise, speak
+    from beam_jobs.corpus.conditions import white
+    from beam_jobs.demo.speech import speak
 
     silence = np.zeros(8000, np.float32)
     clean = np.concatenate([silence, speak("thank you for calling", "en"), silence])
-    noisy = add_noise(clean, snr_db=5.0, seed=1)
+    noisy = white(clean, snr_db=5.0, seed=1)
     out = suppress_noise(noisy, level)
     assert out.dtype == np.float32 and len(out) == len(noisy)
     error_before = float(np.mean((noisy - clean) ** 2))

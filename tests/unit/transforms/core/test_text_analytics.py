@@ -14,8 +14,10 @@ from transforms.core.text_analytics import (
     CN_ID,
     EMAIL,
     PHONE,
+    digit_form,
     is_card_number,
     is_cn_id,
+    is_cn_mobile,
     redact,
     redact_all,
     sentiment,
@@ -158,6 +160,13 @@ def test_validators() -> None:
     assert is_card_number("4111111111111111")
     assert not is_card_number("6222021234567895") and not is_card_number("622202123456")
     assert not is_card_number("20240315000123")
+    assert is_cn_mobile("13800138000") and is_cn_mobile("8613800138000")
+    assert not is_cn_mobile("12800138000") and not is_cn_mobile("1380013800")
+
+
+def test_digit_form_keeps_offsets() -> None:
+    text = "手机一三八０ 幺三八"
+    assert digit_form(text) == "手机1380 138" and len(digit_form(text)) == len(text)
 
 
 def test_redact_all_keeps_order_and_sums_counts() -> None:
