@@ -37,6 +37,7 @@ from beam_jobs.config import (
     JobConfig,
     StreamingJobOptions,
     aggregation_config,
+    analyze_options,
     asr_options,
     segment_options,
 )
@@ -44,7 +45,6 @@ from beam_jobs.pipeline import build_pipeline
 from beam_jobs.runner import runner_options
 from schemas.records import RecordingTask
 from schemas.tables import CALLS, DEAD_LETTERS
-from transforms.analyze import AnalyzeOptions
 from transforms.io.parquet_sink import safe_name
 from transforms.io.recordings import (
     READ_STAGE,
@@ -166,7 +166,7 @@ def batch_config(options: PipelineOptions) -> BatchConfig:
         streaming=False,
         asr=asr,
         segment=segment_options(shared, bounded=True),
-        analyze=AnalyzeOptions(redact_pii=shared.redact_pii == "on"),
+        analyze=analyze_options(shared),
     )
     return BatchConfig(
         tasks=tuple(recording_tasks(paths)),

@@ -111,6 +111,19 @@ class StreamingJobOptions(PipelineOptions):
             help="comma-separated terms that bias recognition, or @FILE with one per line",
         )
         g.add_argument(
+            "--asr_domain_terms_prompt",
+            choices=("on", "off"),
+            default="on",
+            help="the terms as the decoder's prompt (Qwen3-ASR: its context)",
+        )
+        g.add_argument(
+            "--asr_domain_terms_correction",
+            choices=("on", "off"),
+            default="on",
+            help="rewrite a span that sounds like (Han) or is spelled nearly like (Latin) a "
+            "term as the term",
+        )
+        g.add_argument(
             "--asr_zh_script",
             choices=ZH_SCRIPTS,
             default="simplified",
@@ -177,6 +190,13 @@ class StreamingJobOptions(PipelineOptions):
             choices=["on", "off"],
             help="replace phone, Chinese ID, bank card and e-mail spans in transcripts before "
             "they are written or published",
+        )
+        g.add_argument(
+            "--redact_numbers_min_digits",
+            type=int,
+            default=AnalyzeOptions().redact_numbers_min_digits,
+            help="with --redact_pii: a digit run at least this long that is no valid phone, ID "
+            "or card (ASR damaged it) becomes [NUMBER]; 0: only validated numbers",
         )
         g.add_argument(
             "--scorecard",
@@ -272,6 +292,8 @@ def asr_options(o: StreamingJobOptions, bounded: bool) -> AsrOptions | None:
             c.strip() for c in o.asr_language_candidates.split(",") if c.strip()
         ),
         domain_terms=domain_terms(o.asr_domain_terms),
+        domain_terms_prompt=o.asr_domain_terms_prompt == "on",
+        domain_terms_correction=o.asr_domain_terms_correction == "on",
         zh_script=o.asr_zh_script,
         zh_prompt=o.asr_zh_prompt == "on",
         max_new_tokens=o.asr_max_new_tokens,
@@ -286,6 +308,16 @@ def asr_options(o: StreamingJobOptions, bounded: bool) -> AsrOptions | None:
     )
     validate_options(asr, detect_model(model_dir))
     return asr
+
+
+def analyze_options(o: StreamingJobOptions) -> AnalyzeOptions:
+    if o.redact_numbers_min_digits < 0:
+        raise ValueError(
+            f"--redact_numbers_min_digits={o.redact_numbers_min_digits}: a digit count, 0 for off"
+        )
+    return AnalyzeOptions(
+        redact_pii=o.redact_pii == "on", redact_numbers_min_digits=o.redact_numbers_min_digits
+    )
 
 
 def segment_options(o: StreamingJobOptions, bounded: bool) -> SegmentOptions:
@@ -398,7 +430,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
         ),
         asr=asr,
         segment=segment_options(o, bounded=o.bounded),
-        analyze=AnalyzeOptions(redact_pii=o.redact_pii == "on"),
+        analyze=analyze_options(o),
         transcripts_sink=None
         if asr is None or o.transcripts_topic == "off"
         else TranscriptSinkConfig(

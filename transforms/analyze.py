@@ -24,6 +24,10 @@ REDACTED_WORD: Final = "[REDACTED]"
 @dataclass(frozen=True)
 class AnalyzeOptions:
     redact_pii: bool = True  # phone, Chinese ID, bank card and e-mail spans → placeholders
+    # With redact_pii, a digit run this long that no validator accepts is "[NUMBER]" (0: off):
+    # ASR damages spoken IDs and cards, which then fail their checksums but are still PII.
+    # 9 keeps dates (8 digits), times and amounts; order numbers that long are redacted.
+    redact_numbers_min_digits: int = 9
 
 
 def analyze_transcript(t: Transcript, opts: AnalyzeOptions) -> Transcript:
@@ -33,8 +37,8 @@ def analyze_transcript(t: Transcript, opts: AnalyzeOptions) -> Transcript:
 
     text, alternatives, words, count = t.text, t.alternatives, t.words, 0
     if opts.redact_pii:
-        text, count = redact(t.text)
-        redacted_alts = [redact(a) for a in t.alternatives]
+        text, count = redact(t.text, opts.redact_numbers_min_digits)
+        redacted_alts = [redact(a, opts.redact_numbers_min_digits) for a in t.alternatives]
         alternatives = tuple(a for a, _ in redacted_alts)
         count += sum(n for _, n in redacted_alts)
         if count:  # word timings stay; the digits they spelled do not

@@ -188,6 +188,8 @@ def evaluate(manifest: Path, opts: AsrOptions, domain_terms: tuple[str, ...],
     return {"manifest": str(manifest), "model": opts.model_dir, "beam_size": opts.beam_size,
             "min_window_s": opts.min_window_s, "language_hints": hints,
             "zh_script": opts.zh_script, "zh_prompt": opts.zh_prompt,
+            "domain_terms_prompt": opts.domain_terms_prompt,
+            "domain_terms_correction": opts.domain_terms_correction,
             "overhead_s": round(overhead_s, 2), "domain_terms": list(domain_terms),
             "rows": results}  # fmt: skip
 
@@ -216,6 +218,8 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--language_hints", choices=("on", "off"), default="on",
                     help="off: no zh/en hint, the language is identified")  # fmt: skip
     ap.add_argument("--asr_zh_prompt", choices=("on", "off"), default="off")
+    ap.add_argument("--asr_domain_terms_prompt", choices=("on", "off"), default="on")
+    ap.add_argument("--asr_domain_terms_correction", choices=("on", "off"), default="on")
     ap.add_argument("--asr_domain_terms", default="",
                     help="the biased row's terms (default: manifest's): a,b, @file")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write the results here (default: next to the "
@@ -227,7 +231,9 @@ def main(argv: Sequence[str]) -> int:
         raise ValueError(f"{args.manifest}: no such manifest (build one: callqa corpus build)")
     opts = AsrOptions(model_dir=resolve_asr_dir(args.asr), beam_size=args.asr_beam_size,
                       zh_script=args.asr_zh_script, zh_prompt=args.asr_zh_prompt == "on",
-                      min_window_s=args.asr_min_window_s, queues=1)  # fmt: skip
+                      min_window_s=args.asr_min_window_s, queues=1,
+                      domain_terms_prompt=args.asr_domain_terms_prompt == "on",
+                      domain_terms_correction=args.asr_domain_terms_correction == "on")  # fmt: skip
     terms = parse_terms(args.asr_domain_terms) if args.asr_domain_terms else tuple(
         json.loads(args.manifest.read_text(encoding="utf-8")).get("domain_terms", ())
     )  # fmt: skip
@@ -243,7 +249,8 @@ def main(argv: Sequence[str]) -> int:
     print(
         f"\nmodel {opts.model_dir}, beam {opts.beam_size}, window {opts.min_window_s:g} s, "
         f"zh script {opts.zh_script}, zh prompt {args.asr_zh_prompt}, language hints "
-        f"{args.language_hints}; CER for "
+        f"{args.language_hints}, terms prompt {args.asr_domain_terms_prompt} correction "
+        f"{args.asr_domain_terms_correction}; CER for "
         f"zh, WER for en, MER for zh/en mixed; RTF: decode time / audio here. JSON: {out}"
     )
     return 0

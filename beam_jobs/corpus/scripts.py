@@ -131,8 +131,12 @@ SENTENCES: Final = (
     Sentence("zh-closing", "zh", "感谢您的耐心等待，祝您生活愉快，再见。"),
 )  # fmt: skip
 
-#: Domain terms of a made-up carrier: the biasing scenario's ``--asr_domain_terms``.
-DOMAIN_TERMS: Final = ("FlexiData", "SmartHome Pro", "CloudPay", "VoLTE", "eSIM", "畅享套餐")
+#: Domain terms of a carrier, the biasing scenario's ``--asr_domain_terms``: every term the
+#: domain sentences say, and terms they never say (a real list is a catalogue, not one call),
+#: so a correction that rewrites ordinary words into unsaid terms costs errors.
+DOMAIN_TERMS: Final = ("FlexiData", "SmartHome Pro", "CloudPay", "VoLTE", "eSIM", "IPTV",
+                       "畅享套餐", "亲情号", "携号转网", "副卡", "天翼云盘",
+                       "全家享套餐", "流量日包", "HomeGuard", "FTTR")  # fmt: skip
 DOMAIN_SENTENCES: Final = (
     Sentence("term-flexidata", "zh-en", "请问 FlexiData 流量包一个月多少钱？"),
     Sentence("term-smarthome", "zh-en", "我家的 SmartHome Pro 路由器连不上网了。"),
@@ -140,4 +144,9 @@ DOMAIN_SENTENCES: Final = (
     Sentence("term-volte", "zh-en", "VoLTE 高清通话要怎么开通？"),
     Sentence("term-esim", "zh-en", "我想给手表开通 eSIM 服务。"),
     Sentence("term-changxiang", "zh", "我想办理畅享套餐，每个月有多少流量？"),
+    Sentence("term-qinqing", "zh", "我想把我妈妈的号码设成亲情号。"),
+    Sentence("term-xiehao", "zh", "办理携号转网需要带什么证件？"),
+    Sentence("term-fuka", "zh", "副卡的流量可以和主卡一起用吗？"),
+    Sentence("term-tianyi", "zh", "天翼云盘的会员怎么退订？"),
+    Sentence("term-iptv", "zh-en", "我家的 IPTV 机顶盒没有信号。"),
 )  # fmt: skip

@@ -4,12 +4,13 @@ with an identity check that reads out a mobile number in digits and an ID number
 numerals, a hold and a closing; and an angry outage complaint.
 
 Every turn of the billing call comes back as simplified Mandarin; its greeting, hold and
-closing questions pass; its jieba keywords are the call's words; no digit string that holds a
-valid mobile or ID number reaches the warehouse or the live topic, which carries the
-warehouse's texts; the angry customer's sentiment is negative and below the billing one's. Not
-yet asserted (the embedded Whisper base mishears these accented voices: docs/asr.md): the
-identity question, and both numbers redacted whole (the model wrote the mobile as
-"以381234567吧" and split the ID)."""
+closing questions pass; its jieba keywords are the call's words; numbers are redacted, and no
+digit string that holds a valid mobile or ID number, nor any unvalidated run of 9 digits or
+more (what the ASR made of one: ``--redact_numbers_min_digits``), reaches the warehouse or the
+live topic, which carries the warehouse's texts; the angry customer's sentiment is negative
+and below the billing one's. Not yet asserted (the embedded Whisper base mishears these
+accented voices: docs/asr.md): the identity question, and the ID redacted whole when the model
+splits it over two utterances (its shorter part stays)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,8 @@ def test_mandarin_calls_are_transcribed_scored_and_redacted_through_the_streamin
     # Whatever digits the model wrote, none that make a valid mobile or ID number survive,
     # in the warehouse or on Kafka; the live topic carries the same (redacted) texts.
     assert not _valid_numbers(texts), texts
+    assert sum(t["pii_redactions"] for t in stored) >= 1, texts
+    assert not [t for t in texts if re.search(r"\d{9,}", re.sub(r"[\s,.\-]", "", digit_form(t)))]
     live = {(e["channel"], e["start_ms"]): e["text"] for _, e in follower.events
             if e["call_id"] == call.call_id}  # fmt: skip
     assert live == {(t["channel"], t["start_ms"]): t["text"] for t in stored}

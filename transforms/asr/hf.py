@@ -28,6 +28,7 @@ from transforms.asr.options import (
     detect_model,
     forced_language,
     make_transcript,
+    prompt_terms,
     similar_length_groups,
     utterance_samples,
     validate_options,
@@ -163,7 +164,8 @@ class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedMode
         else:
             gen.update(do_sample=False)
         if m.family == FAMILY_QWEN3_ASR:
-            prompt = "Domain terms: " + ", ".join(o.domain_terms) if o.domain_terms else None
+            terms = prompt_terms(o)
+            prompt = f"Domain terms: {terms}" if terms else None
             inputs = m.processor.apply_transcription_request(
                 audio=audio,
                 language=[language] * len(audio) if language else None,
@@ -174,9 +176,9 @@ class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedMode
                 audio, sampling_rate=16000, return_tensors="pt", return_attention_mask=True
             )
             gen.update(task="transcribe", language=language)
-            if o.domain_terms:
+            if terms := prompt_terms(o):
                 gen["prompt_ids"] = torch.tensor(
-                    m.processor.get_prompt_ids(", ".join(o.domain_terms), return_tensors="np")
+                    m.processor.get_prompt_ids(terms, return_tensors="np")
                 ).to(m.device)
         inputs = {
             key: (v.to(m.device, m.dtype) if v.is_floating_point() else v.to(m.device))

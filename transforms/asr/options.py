@@ -21,6 +21,7 @@ from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
 from schemas.records import Transcript, Utterance, Word
 from transforms.core.audio import resample
 from transforms.core.script import ZH_SCRIPTS, language_class, to_script
+from transforms.core.terms import correct_terms
 
 BACKEND_FASTER_WHISPER: Final = "faster-whisper"
 BACKEND_TRANSFORMERS: Final = "transformers"
@@ -63,6 +64,10 @@ class AsrOptions:
     # likely (faster-whisper's ranked detection; () accepts Whisper's top guess).
     language_candidates: tuple[str, ...] = ("zh", "en")
     domain_terms: tuple[str, ...] = ()  # bias recognition (Whisper prompt, Qwen3-ASR context)
+    # How the terms bias: the decoder's prompt (Qwen3-ASR's context), and a correction of the
+    # output (transforms.core.terms: a span that sounds or is spelled like a term becomes it).
+    domain_terms_prompt: bool = True
+    domain_terms_correction: bool = True
     # How Mandarin transcripts are written (transforms.core.script.ZH_SCRIPTS): Whisper writes
     # traditional characters for some Mandarin utterances; OpenCC converts its output.
     zh_script: str = "simplified"
@@ -332,9 +337,14 @@ def whisper_prompt(opts: AsrOptions, language: str) -> str:
     parts = []
     if language == "zh" and opts.zh_prompt and opts.zh_script in ZH_PROMPTS:
         parts.append(ZH_PROMPTS[opts.zh_script])
-    if opts.domain_terms:
-        parts.append(", ".join(opts.domain_terms))
+    if (terms := prompt_terms(opts)) is not None:
+        parts.append(terms)
     return " " + " ".join(parts) if parts else ""
+
+
+def prompt_terms(opts: AsrOptions) -> str | None:
+    """The domain terms as the decoder's prompt text, or None (none, or prompting off)."""
+    return ", ".join(opts.domain_terms) if opts.domain_terms and opts.domain_terms_prompt else None
 
 
 def make_transcript(
@@ -350,6 +360,9 @@ def make_transcript(
     if language not in _OWN_HAN_SCRIPT:
         text = to_script(text, opts.zh_script)
         alternatives = tuple(to_script(a, opts.zh_script) for a in alternatives)
+    if opts.domain_terms and opts.domain_terms_correction:
+        text = correct_terms(text, opts.domain_terms)
+        alternatives = tuple(correct_terms(a, opts.domain_terms) for a in alternatives)
     text = text.strip()
     return Transcript(
         call_id=utt.call_id,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import itertools
 import logging
 import math
 import re
@@ -28,7 +29,10 @@ PHONE: Final = "[PHONE]"
 CN_ID: Final = "[CN_ID]"
 CARD: Final = "[CARD]"
 EMAIL: Final = "[EMAIL]"
-PLACEHOLDERS: Final = (PHONE, CN_ID, CARD, EMAIL)
+NUMBER: Final = (
+    "[NUMBER]"  # a long number no validator accepts (``redact``'s ``number_min_digits``)
+)
+PLACEHOLDERS: Final = (PHONE, CN_ID, CARD, EMAIL, NUMBER)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -213,9 +217,40 @@ def _units(norm: str, start: int, end: int, original: str) -> list[_Unit]:
     return units
 
 
-def _pii_in_run(norm: str, run: re.Match[str], original: str) -> list[tuple[int, int, str]]:
+def _is_amount(norm: str, units: Sequence[_Unit]) -> bool:
+    """Whether the groups are written as an amount with thousands separators: "1,299,000"
+    or "12,345.50" (one to three digits, then groups of three after commas, an optional
+    decimal part)."""
+    seps = [norm[a[1] : b[0]].strip() for a, b in itertools.pairwise(units)]
+    if seps and seps[-1] == "." and len(units[-1][2]) <= 2:
+        units, seps = units[:-1], seps[:-1]
+    return (
+        bool(seps)
+        and all(sep == "," for sep in seps)
+        and 1 <= len(units[0][2]) <= 3
+        and all(len(u[2]) == 3 for u in units[1:])
+    )
+
+
+def _long_number_spans(
+    norm: str, units: Sequence[_Unit], chosen: list[tuple[int, int, str]], min_digits: int
+) -> list[tuple[int, int, str]]:
+    """The run's spans once a run of at least ``min_digits`` digits that the validated spans
+    ``chosen`` leave partly uncovered is one ``NUMBER`` instead: ASR drops, doubles and
+    mishears digits, so a spoken ID or card often fails its checksum while most of its digits
+    are right (and a part of it may pass as a phone)."""
+    if not min_digits or sum(len(u[2]) for u in units) < min_digits or _is_amount(norm, units):
+        return chosen
+    covered = all(any(s <= u[0] and u[1] <= e for s, e, _ in chosen) for u in units)
+    return chosen if covered else [(units[0][0], units[-1][1], NUMBER)]
+
+
+def _pii_in_run(
+    norm: str, run: re.Match[str], original: str, number_min_digits: int = 0
+) -> list[tuple[int, int, str]]:
     """Non-overlapping PII spans in one digit run: every contiguous range of its groups is a
-    candidate, the longest valid ones win (so "138 0013 8000 2" yields the phone number)."""
+    candidate, the longest valid ones win (so "138 0013 8000 2" yields the phone number); with
+    ``number_min_digits``, a run that long which they do not cover is a ``NUMBER``."""
     units = _units(norm, run.start(), run.end(), original)
     plus = norm[run.start()] == "+"
     phone_context = _phone_context(norm, run.start())
@@ -238,25 +273,27 @@ def _pii_in_run(norm: str, run: re.Match[str], original: str) -> list[tuple[int,
     for _, start, end, kind in sorted(found, key=lambda c: (-c[0], c[1])):
         if all(end <= s or start >= e for s, e, _ in chosen):
             chosen.append((start, end, kind))
-    return chosen
+    return _long_number_spans(norm, units, chosen, number_min_digits)
 
 
-def redact(text: str) -> tuple[str, int]:
+def redact(text: str, number_min_digits: int = 0) -> tuple[str, int]:
     """``text`` with PII replaced by typed placeholders, and the number of spans replaced.
 
     Phones (Chinese mobile and landline, +86/0086, North-American and other "+" numbers), Chinese
     resident IDs (checksum and birth date checked), Luhn-valid card numbers and e-mail addresses
     are found in Chinese, English and mixed text, written with ASCII, full-width or Chinese
     numeral digits and grouped by spaces or dashes. Ordinary numbers (amounts, years, times,
-    order numbers that fail these checks) are kept.
-    ``redact("我的手机是幺三八零零一三八零零零") == ("我的手机是[PHONE]", 1)``.
+    order numbers that fail these checks) are kept, unless ``number_min_digits`` is set: then a
+    digit run at least that long which no validator accepts is a ``NUMBER`` too (except an
+    amount written with thousands separators), so an ID or card number that ASR damaged does
+    not leak. ``redact("我的手机是幺三八零零一三八零零零") == ("我的手机是[PHONE]", 1)``.
     """
     norm = digit_form(text)
     spans = [(m.start(), m.end(), EMAIL) for m in _EMAIL_RE.finditer(norm)]
     for start, end, _ in spans:  # digits inside an address are the address's, not a phone
         norm = norm[:start] + "\0" * (end - start) + norm[end:]
     for run in _RUN_RE.finditer(norm):
-        spans.extend(_pii_in_run(norm, run, text))
+        spans.extend(_pii_in_run(norm, run, text, number_min_digits))
     out, last = [], 0
     for start, end, kind in sorted(spans):
         out += [text[last:start], kind]
@@ -265,10 +302,10 @@ def redact(text: str) -> tuple[str, int]:
     return "".join(out), len(spans)
 
 
-def redact_all(texts: Sequence[str]) -> tuple[list[str], int]:
+def redact_all(texts: Sequence[str], number_min_digits: int = 0) -> tuple[list[str], int]:
     """``redact`` over several texts (e.g. a call's utterances): the redacted texts in order
     and the total number of spans replaced."""
-    results = [redact(t) for t in texts]
+    results = [redact(t, number_min_digits) for t in texts]
     return [r for r, _ in results], sum(n for _, n in results)
 
 

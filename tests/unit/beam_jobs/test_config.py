@@ -8,6 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.config import (
     STREAMING_VALIDATE_WINDOW_S,
     StreamingJobOptions,
+    analyze_options,
     asr_options,
     validate_live_window_s,
     validate_window_s,
@@ -49,3 +50,11 @@ def test_bounded_runs_decode_in_one_queue_and_streaming_ones_decide_per_machine(
     assert streaming is not None and streaming.queues == 0
     told = asr_options(options(model, "--bounded", "--asr_queues=3"), bounded=True)
     assert told is not None and told.queues == 3
+
+
+def test_damaged_numbers_are_redacted_from_9_digits_by_default() -> None:
+    assert analyze_options(options()).redact_numbers_min_digits == 9
+    assert analyze_options(options("--redact_numbers_min_digits=0")).redact_numbers_min_digits == 0
+    assert not analyze_options(options("--redact_pii=off")).redact_pii
+    with pytest.raises(ValueError, match="--redact_numbers_min_digits=-1"):
+        analyze_options(options("--redact_numbers_min_digits=-1"))

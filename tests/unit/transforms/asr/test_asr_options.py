@@ -4,6 +4,7 @@ loaded)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -209,3 +210,20 @@ def test_whisper_prompt_primes_mandarin_only_when_asked_then_the_domain_terms() 
     assert whisper_prompt(traditional, "zh") == " 以下是普通話的句子。"
     as_is = AsrOptions(model_dir="m", zh_prompt=True, zh_script="as_is")
     assert whisper_prompt(as_is, "zh") == ""
+    unprompted = dataclasses.replace(prompted, domain_terms_prompt=False)
+    assert whisper_prompt(unprompted, "zh") == " 以下是普通话的句子。"
+
+
+def test_transcripts_are_corrected_against_the_domain_terms_unless_turned_off() -> None:
+    utt = Utterance("c", "customer", 0, 1000, 16000, b"\x00\x01" * 160, "zh")
+    terms = ("畅享套餐", "SmartHome Pro")
+
+    def written(**kw: bool) -> tuple[str, tuple[str, ...]]:
+        opts = AsrOptions(model_dir="m", domain_terms=terms, **kw)  # type: ignore[arg-type]
+        t = make_transcript(utt, opts, "b", "我想办理長相套餐", "zh", -0.1,
+                            alternatives=("Smartphone Pro 连不上",))  # fmt: skip
+        return t.text, t.alternatives
+
+    assert written() == ("我想办理畅享套餐", ("SmartHome Pro 连不上",))
+    off = written(domain_terms_correction=False)
+    assert off == ("我想办理长相套餐", ("Smartphone Pro 连不上",))
