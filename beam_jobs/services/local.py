@@ -227,11 +227,13 @@ class KafkaBroker:
             time.sleep(0.5)
         raise RuntimeError(f"Kafka did not become ready in {timeout_s:.0f} s; see {self.log_file}")
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float = 30.0, kill: bool = False) -> None:
+        """Shut the broker down (SIGTERM, SIGKILL after ``timeout_s``); ``kill``: at once,
+        as a crash would (the next start recovers its logs)."""
         pid = self.pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if exited(pid):

@@ -18,6 +18,7 @@ no chunk is lost, and replayed rows rewrite identical files (no duplicates).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,12 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.records import Checkpoint, ChunkFact, OffsetAck
 from transforms.io.durable import replace_atomically
-from transforms.io.kafka_client import new_consumer
+from transforms.io.kafka_client import (
+    BrokerWait,
+    is_transient,
+    new_consumer,
+    quiet_connection_logs,
+)
 
 _NS: Final = "callqa.commit"
 Ranges = tuple[tuple[int, int], ...]
@@ -147,11 +153,32 @@ class TrackOffsetsFn(beam.DoFn):
         self._consumer: Any = None
         self.acks = Metrics.counter(_NS, "acks")
         self.checkpoints = Metrics.counter(_NS, "checkpoints_written")
+        self._outage = BrokerWait(f"committing offsets of group {cfg.group_id}")
 
     def setup(self) -> None:
-        self._consumer = new_consumer(
-            self._cfg.bootstrap_servers, self._cfg.group_id, self._cfg.consumer_config
-        )
+        quiet_connection_logs()
+        self._consumer = None  # made at the first commit: a worker may start in an outage
+
+    def _commit(self, offsets: dict[Any, Any]) -> None:
+        """Commit the frontier to the consumer group, never waiting out an outage: the
+        checkpoint file is authoritative, the group's offsets are for lag tooling. A broker
+        that is away is logged once per outage; the next flush commits the newer frontier."""
+        try:
+            if self._consumer is None:
+                self._consumer = new_consumer(
+                    self._cfg.bootstrap_servers, self._cfg.group_id, self._cfg.consumer_config
+                )
+            self._consumer.commit(offsets, timeout_ms=10_000)
+        except Exception as exc:  # noqa: BLE001 - the checkpoint file is authoritative
+            Metrics.counter(_NS, "kafka_commit_errors").inc()
+            if is_transient(exc):
+                self._outage.failed(exc)
+            else:
+                logging.getLogger(__name__).warning(
+                    "offset commit failed (checkpoint kept): %s", exc
+                )
+            return
+        self._outage.recovered()
 
     def teardown(self) -> None:
         if self._consumer is not None:
@@ -204,16 +231,7 @@ class TrackOffsetsFn(beam.DoFn):
         write_checkpoint(self._cfg.checkpoint_dir, topic, self._cfg.group_id, partition, cp)
         self.checkpoints.inc()
         Metrics.gauge(_NS, f"frontier_p{partition}").set(cp.frontier)
-        try:
-            self._consumer.commit(
-                {TopicPartition(topic, partition): OffsetAndMetadata(cp.frontier, "", -1)},
-                timeout_ms=10_000,
-            )
-        except Exception as exc:  # noqa: BLE001 - the checkpoint file is authoritative
-            Metrics.counter(_NS, "kafka_commit_errors").inc()
-            import logging
-
-            logging.getLogger(__name__).warning("offset commit failed (checkpoint kept): %s", exc)
+        self._commit({TopicPartition(topic, partition): OffsetAndMetadata(cp.frontier, "", -1)})
         yield cp
 
 

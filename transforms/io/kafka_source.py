@@ -44,10 +44,22 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from schemas.events import H_CAPTURE_TIME_MS, parse_capture_time_ms
 from schemas.records import KafkaRecord
 from transforms.io.commit import Checkpoint, advance, is_acked, read_checkpoint, write_checkpoint
-from transforms.io.kafka_client import new_consumer
+from transforms.io.kafka_client import (
+    BrokerWait,
+    is_transient,
+    new_consumer,
+    quiet_connection_logs,
+)
 
 _LOG = logging.getLogger(__name__)
 _NS = "callqa.source"
+#: While the broker is away, the read is retried this often (each try waits for its timeouts).
+_OUTAGE_BACKOFF_S: Final = 2.0
+#: An idle source asks the broker for the partitions' ends at most this often before it lets
+#: the watermark move on with the wall clock: the high watermarks the consumer last fetched go
+#: stale in an outage, and chunks buffered by producers meanwhile must not arrive late.
+_BROKER_CHECK_MS: Final = 1000
+_END_OFFSETS_TIMEOUT_MS: Final = 5000
 
 
 @dataclass(frozen=True)
@@ -246,6 +258,12 @@ class _KafkaRestrictionProvider(RestrictionProvider):
         self._cfg = cfg
 
     def initial_restriction(self, element: str) -> KafkaRestriction:
+        """Where to start: the checkpoint's frontier, else the group's commit, else
+        ``start_from``. A broker that is away is waited for."""
+        wait = BrokerWait(f"Kafka source {element}: finding where to start")
+        return wait.call(lambda: self._initial_restriction(element))
+
+    def _initial_restriction(self, element: str) -> KafkaRestriction:
         from kafka import TopicPartition
 
         consumer = _new_consumer(self._cfg)
@@ -334,12 +352,14 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         self._provider = _KafkaRestrictionProvider(cfg)
         self._consumer: Any = None
         self._expected: dict[int, int] = {}
+        self._confirmed_ms = 0
         self.records_read = Metrics.counter(_NS, "records_read")
         self.bytes_read = Metrics.counter(_NS, "bytes_read")
         self.seeks = Metrics.counter(_NS, "seeks")
         self.records_skipped = Metrics.counter(_NS, "records_skipped_done")
         self.lag = Metrics.gauge(_NS, "lag_records")
         self.watermark_lag = Metrics.gauge(_NS, "watermark_lag_ms")
+        self._outage = BrokerWait(f"Kafka source {cfg.topic}")
 
     def initial_restriction(self, element: str) -> KafkaRestriction:
         return self._provider.initial_restriction(element)
@@ -354,8 +374,10 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         return self._provider.restriction_size(element, restriction)
 
     def setup(self) -> None:
-        self._consumer = _new_consumer(self._cfg)
+        quiet_connection_logs()
+        self._consumer = None  # made on first use: a worker may start during an outage
         self._expected = {}
+        self._confirmed_ms = 0  # wall time the broker last answered a fetch or a ListOffsets
 
     def teardown(self) -> None:
         if self._consumer is not None:
@@ -384,9 +406,31 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
             ManualWatermarkEstimator.default_provider()
         ),
     ) -> Iterator[TimestampedValue]:
+        """Reads until the bundle's deadline. While the broker is away the read stops, keeps
+        the watermark where it is, and resumes after a backoff (one log line per outage)."""
+        try:
+            yield from self._read(topic, tracker, watermark)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            self._outage.failed(exc)
+            self._expected.clear()  # seek again to the restriction's start on the next read
+            tracker.defer_remainder(Duration(seconds=_OUTAGE_BACKOFF_S))
+            return
+        self._outage.recovered()
+
+    def _client(self) -> Any:
+        if self._consumer is None:
+            self._consumer = _new_consumer(self._cfg)
+        return self._consumer
+
+    def _read(
+        self, topic: str, tracker: Any, watermark: ManualWatermarkEstimator
+    ) -> Iterator[TimestampedValue]:
         from kafka import TopicPartition
 
         restriction: KafkaRestriction = tracker.current_restriction()
+        self._client()
         self._position_consumer(topic, restriction)
         stops = (
             dict(zip(restriction.partitions, restriction.stop, strict=True))
@@ -416,7 +460,7 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                 if self._caught_up(topic, restriction.partitions, positions, stops):
                     break
                 continue
-            wall_ms = int(time.time() * 1000)
+            wall_ms = self._confirmed_ms = int(time.time() * 1000)
             for tp, records in batches.items():
                 part = tp.partition
                 if stops is not None and records[-1].offset >= stops[part]:
@@ -494,9 +538,12 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
 
         tps = [TopicPartition(topic, p) for p in partitions]
         highs = {tp.partition: self._consumer.highwater(tp) for tp in tps}
-        if any(h is None for h in highs.values()):
-            highs = {tp.partition: e for tp, e in self._consumer.end_offsets(tps).items()}
         now_ms = int(time.time() * 1000)
+        if any(h is None for h in highs.values()) or now_ms - self._confirmed_ms > _BROKER_CHECK_MS:
+            # Raises while the broker is away (process() then holds the watermark and retries).
+            ends = self._consumer.end_offsets(tps, timeout_ms=_END_OFFSETS_TIMEOUT_MS)
+            highs = {tp.partition: e for tp, e in ends.items()}
+            self._confirmed_ms = now_ms
         self.lag.set(sum(max(0, (highs[p] or 0) - positions[p]) for p in partitions))
         wm = combined_watermark_ms(
             [

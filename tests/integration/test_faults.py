@@ -1,0 +1,148 @@
+"""Faults on the real components: the broker killed (SIGKILL, as in a crash) mid-stream while
+the streaming job (with ASR and live transcripts) runs, then started again on the same port.
+
+The job keeps running through the outage without a human: the source defers its reads and
+holds the watermark, the committer keeps its checkpoint files and skips the group commit, the
+live-transcript sink holds its bundle and sends again. Counted afterwards: every produced call
+has exactly one final row with all its chunks (0 lost, 0 duplicated), none closed early and
+corrected, no dead letter; every transcript in the warehouse reached the live topic at least
+once, those made during the outage after it; the log has a line per client per outage, not a
+traceback per attempt. The ASR runs one queue, two utterances at a time, so that transcripts
+are still being made when the broker dies.
+
+``test_broker_outage`` runs a 20 s outage in the default run; the 2-minute one is marked
+``soak`` (``pytest -m soak tests/integration/test_faults.py``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from beam_jobs import warehouse
+from beam_jobs.bench.capacity import start_job, stop_job
+from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
+from beam_jobs.services.local import KafkaBroker, create_topic, free_port, unique_name
+from tests.integration.harness import job_args
+from tests.integration.test_transcripts_job import spoken_call
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A broker of this test's own (the session's is shared and must stay up)."""
+    broker = KafkaBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def _live_records(
+    bootstrap: str, topic: str, idle_s: float = 5.0, first_only: bool = False
+) -> list[dict]:
+    """Every record of ``topic``, read until none came for ``idle_s`` (``first_only``: until
+    the first batch of records)."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    got: list[dict] = []
+    last = time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            for records in consumer.poll(timeout_ms=100).values():
+                got.extend(json.loads(r.value) for r in records)
+                last = time.monotonic()
+            if first_only and got:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.mark.parametrize(
+    "outage_s", [20.0, pytest.param(120.0, marks=pytest.mark.soak)], ids=["20s", "2min"]
+)
+def test_broker_outage(
+    own_broker: KafkaBroker, prism_location: str, tmp_path: Path, outage_s: float
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    topic, live = unique_name("callqa-fault"), unique_name("callqa-fault-live")
+    create_topic(bootstrap, topic, partitions=4)
+    create_topic(bootstrap, live, partitions=2)
+    out, log = tmp_path / "out", tmp_path / "job.log"
+    calls = [spoken_call(f"outage-{i}", tmp_path) for i in range(8)]
+    argv = job_args(
+        bootstrap, topic, out, prism_location,
+        "--asr=embedded", "--asr_queues=1", "--asr_max_batch_size=2",
+        f"--transcripts_topic={live}", "--live_interval_s=0",
+        "--inactivity_gap_s=3", "--allowed_lateness_s=1", "--commit_interval_s=0.5",
+    )  # fmt: skip
+    expected: dict[str, int] = {}
+
+    def produce(batch: list, start_ms: int, realtime: bool) -> None:
+        streams = [call_events(c, start_ms + 500 * i) for i, c in enumerate(batch)]
+        expected.update({c.call_id: len(s) for c, s in zip(batch, streams, strict=True)})
+        producer = new_producer(bootstrap)
+        send_events(producer, topic, interleave(streams), realtime=realtime, progress=False)
+        producer.close()
+
+    job = start_job(argv, log)
+    try:
+        # Six recorded calls at once (a backlog): their twelve utterances queue for the ASR
+        # (one queue, two at a time), so once the first transcript is out, more are still
+        # being made, and wait to be published, while the broker is away.
+        produce(calls[:6], int(time.time() * 1000) - 15_000, realtime=False)
+        assert _live_records(bootstrap, live, idle_s=120, first_only=True), log.read_text()[-3000:]
+        own_broker.stop(kill=True)  # gone at once, as in a crash
+        stopped_at, stopped_wall_ms = time.monotonic(), int(time.time() * 1000)
+        time.sleep(outage_s)
+        assert job.poll() is None, f"the job stopped in the outage:\n{log.read_text()[-3000:]}"
+        own_broker.start()
+        restarted_after_s = time.monotonic() - stopped_at
+        back_wall_ms = int(time.time() * 1000)
+        produce(calls[6:], int(time.time() * 1000) + 1000, realtime=True)
+        rows = warehouse.wait_for_final_calls(out, expected, timeout_s=180)
+        assert job.poll() is None, log.read_text()[-3000:]
+        stored = warehouse.query(
+            f"SELECT call_id, channel, start_ms FROM read_parquet('{out}/transcripts/**/*.parquet')"
+        )
+        records = _live_records(bootstrap, live)
+    finally:
+        stop_job(job)
+
+    text = log.read_text()
+    assert set(rows) == set(expected), f"lost calls: {set(expected) - set(rows)}\n{text[-3000:]}"
+    finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
+    assert len(finals) == len(expected), "a call has more than one final row"
+    assert warehouse.duplicate_final_rows(out) == []
+    for r in finals:
+        assert r["chunk_count"] == expected[r["call_id"]], r["call_id"]
+        assert r["missing_seq_count"] == 0 and r["duplicate_chunks"] == 0
+        # The watermark held in the outage: no call closed early and was corrected later.
+        assert r["version"] == 1, r["call_id"]
+    assert warehouse.dead_letters(out) == [], warehouse.dead_letters(out)
+    # At least once on the live topic: every stored transcript, none that was not stored.
+    assert len(stored) >= 2 * len(calls)
+    published = {(e["call_id"], e["channel"], e["start_ms"]) for e in records}
+    assert published == set(stored), (published ^ set(stored), len(records))
+    # Transcripts made while the broker was away were held and sent once it was back.
+    held = [e for e in records if stopped_wall_ms <= e["emitted_at_ms"] < back_wall_ms]
+    print("emitted, s after the stop:", sorted((e["emitted_at_ms"] - stopped_wall_ms) / 1000
+                                               for e in records), "back at",
+          (back_wall_ms - stopped_wall_ms) / 1000)  # fmt: skip
+    # The outage is in the log, once per client, not once per reconnect attempt.
+    lines = re.findall(r"^(?:WARNING|ERROR) (?:kafka|transforms\.io)\S*: .*$", text, re.M)
+    print(f"outage {restarted_after_s:.0f} s: {len(records)} live records for {len(stored)} "
+          f"transcripts, {len(held)} made in the outage; the job's Kafka log lines:", *lines,
+          sep="\n")  # fmt: skip
+    assert held, "no transcript was made while the broker was away: the outage came too late"
+    assert 1 <= len(lines) <= 12, text[-5000:]
+    assert "Traceback" not in text, text[-5000:]
