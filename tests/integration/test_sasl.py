@@ -4,6 +4,7 @@ credentials fail before submission with a sentence that names the setting."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -35,7 +36,12 @@ def _client(password: str) -> dict[str, str]:
 
 
 def test_job_reads_a_sasl_listener(
-    kafka_broker: KafkaBroker | None, prism_location: str, topic: str, tmp_path: Path
+    kafka_broker: KafkaBroker | None,
+    prism_location: str,
+    topic: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     if kafka_broker is None or kafka_broker.sasl_bootstrap_servers is None:
         pytest.skip("needs the private test broker (KAFKA_BOOTSTRAP_SERVERS is set)")
@@ -50,9 +56,17 @@ def test_job_reads_a_sasl_listener(
     config = f"--kafka_client_config={json.dumps(_client(SASL_USER[1]))}"
     argv = job_args(sasl, topic, out, prism_location, config, "--live_interval_s=0",
                     streaming=False)  # fmt: skip
-    assert main(["run", *argv]) == 0
+    with caplog.at_level(logging.DEBUG):
+        assert main(["run", *argv]) == 0
     rows = warehouse.final_calls(out)
     assert [(r["call_id"], r["chunk_count"]) for r in rows] == [(f"s-{i}", 40) for i in range(3)]
+    # The password is in no log record, nothing printed (the job's and its workers' output)
+    # and no file the job wrote (tables, dead letters, checkpoints).
+    secret = SASL_USER[1]
+    printed = capfd.readouterr()
+    assert secret not in printed.out + printed.err
+    assert not [r.name for r in caplog.records if secret in r.getMessage()]
+    assert not [f for f in out.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
 
 
 def test_wrong_sasl_password_is_reported_before_submission(

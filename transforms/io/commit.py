@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -135,7 +135,8 @@ class CommitConfig:
     group_id: str
     checkpoint_dir: str
     commit_interval_s: float = 5.0
-    consumer_config: tuple[tuple[str, Any], ...] = ()
+    # may hold credentials: left out of repr() and so of every log line
+    consumer_config: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
 
 
 class TrackOffsetsFn(beam.DoFn):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import apache_beam as beam
@@ -38,7 +38,8 @@ _DEAD: Final = "dead_letter"
 class TranscriptSinkConfig:
     bootstrap_servers: str
     topic: str
-    client_config: tuple[tuple[str, Any], ...] = ()
+    # may hold credentials: left out of repr() and so of every log line
+    client_config: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     send_timeout_s: float = 30.0
 
 

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 import apache_beam as beam
@@ -76,7 +76,8 @@ class KafkaSourceConfig:
     max_bundle_s: float = 0.5  # read at most this long before handing a bundle downstream
     max_out_of_orderness_s: float = 2.0
     idle_slack_s: float = 1.0
-    consumer_config: tuple[tuple[str, Any], ...] = ()
+    # may hold credentials: left out of repr() and so of every log line
+    consumer_config: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     #: Where ``CommitOffsets`` keeps restart positions. Set: start at the checkpoint's frontier
     #: and skip records it lists as done; a missing checkpoint is created at start.
     checkpoint_dir: str | None = None

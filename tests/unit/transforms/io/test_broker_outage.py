@@ -126,3 +126,16 @@ def test_kafka_python_warnings_show_once_per_burst(caplog: pytest.LogCaptureFixt
     shown = [r for r in caplog.records if r.name == "kafka.cluster"]
     assert len(shown) == 1 and "left out of the log" in shown[0].getMessage()
     assert kafka_client._BURSTS.dropped - before == 19
+
+
+def test_client_settings_stay_out_of_the_configs_reprs() -> None:
+    from transforms.io.commit import CommitConfig
+    from transforms.io.kafka_source import KafkaSourceConfig
+
+    secret = (("sasl_plain_password", "s3cret"),)
+    configs = [
+        KafkaSourceConfig("b:9092", "t", consumer_config=secret),
+        CommitConfig("b:9092", "g", "/tmp/cp", consumer_config=secret),
+        TranscriptSinkConfig("b:9092", "live", client_config=secret),
+    ]
+    assert not [repr(c) for c in configs if "s3cret" in repr(c)]
