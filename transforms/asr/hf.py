@@ -17,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from schemas.records import Transcript, Utterance
+from schemas.records import DeadLetter, Transcript, Utterance
 from transforms.asr.options import (
     BACKEND_TRANSFORMERS,
     FAMILY_QWEN3_ASR,
@@ -27,6 +27,7 @@ from transforms.asr.options import (
     batch_kwargs,
     detect_model,
     forced_language,
+    isolating_failures,
     make_transcript,
     prompt_terms,
     similar_length_groups,
@@ -80,7 +81,7 @@ def resolve_torch_device(opts: AsrOptions) -> tuple[str, str]:
     return device, precision
 
 
-class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedModel]):
+class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript | DeadLetter, LoadedModel]):
     """``Utterance`` → ``Transcript`` with a transformers Qwen3-ASR or Whisper model."""
 
     def __init__(self, opts: AsrOptions, family: str) -> None:
@@ -126,7 +127,10 @@ class TransformersAsrModelHandler(ModelHandler[Utterance, Transcript, LoadedMode
         batch: Sequence[Utterance],
         model: LoadedModel,
         inference_args: dict[str, Any] | None = None,
-    ) -> Iterable[Transcript]:
+    ) -> Iterable[Transcript | DeadLetter]:
+        return isolating_failures(batch, lambda utts: self._run_batch(utts, model))
+
+    def _run_batch(self, batch: Sequence[Utterance], model: LoadedModel) -> Iterator[Transcript]:
         samples = [utterance_samples(u) for u in batch]
         buckets = similar_length_groups(
             [len(s) for s in samples], self._opts.bucket_max_ratio, self._opts.max_batch_size

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 
 from schemas.audio import PIPELINE_SAMPLE_RATE_HZ
-from schemas.records import Transcript, Utterance, Word
+from schemas.records import DeadLetter, Transcript, Utterance, Word, dead_letter
 from transforms.core.audio import resample
 from transforms.core.script import ZH_SCRIPTS, language_class, to_script
 from transforms.core.terms import correct_terms
@@ -425,3 +425,34 @@ def similar_length_groups(
         else:
             buckets.append([i])
     return buckets
+
+
+#: The ASR stage's name in dead letters.
+ASR_STAGE: Final = "transcribe"
+
+
+def asr_dead_letter(utt: Utterance, error_type: Any, message: str) -> DeadLetter:
+    """An utterance the ASR could not transcribe (reason ``asr_error``)."""
+    return dead_letter(ASR_STAGE, "asr_error", error_type, message, call_id=utt.call_id,
+                       event_time_ms=utt.start_ms, size_bytes=len(utt.pcm))  # fmt: skip
+
+
+def isolating_failures(
+    batch: Sequence[Utterance], decode: Callable[[Sequence[Utterance]], Iterable[Transcript]]
+) -> list[Transcript | DeadLetter]:
+    """``decode(batch)``; if the batch fails, each utterance alone, so that one utterance that
+    makes the backend raise (a poison utterance) is one ``asr_error`` dead letter and the rest
+    of its batch is still transcribed. A failure of every utterance (the model itself is broken)
+    comes out as one dead letter each too."""
+    try:
+        return list(decode(batch))
+    except Exception:  # noqa: BLE001 - retried one by one below
+        if len(batch) == 1:
+            raise
+    out: list[Transcript | DeadLetter] = []
+    for utt in batch:
+        try:
+            out.extend(decode([utt]))
+        except Exception as exc:  # noqa: BLE001 - this utterance is the poison one
+            out.append(asr_dead_letter(utt, type(exc), str(exc)))
+    return out

@@ -20,20 +20,22 @@ from apache_beam.transforms.combiners import CountCombineFn
 from apache_beam.transforms.userstate import CombiningValueStateSpec
 from apache_beam.transforms.window import TimestampedValue
 
-from schemas.records import DeadLetter, Transcript, Utterance, dead_letter
+from schemas.records import DeadLetter, Transcript, Utterance
 from transforms.asr.hf import TransformersAsrModelHandler
 from transforms.asr.options import (
+    ASR_STAGE,
     BACKEND_FASTER_WHISPER,
     AsrOptions,
+    asr_dead_letter,
     detect_model,
     validate_options,
 )
 from transforms.asr.whisper import FasterWhisperModelHandler, available_cpus, resolve_device
 
-STAGE: Final = "transcribe"
+STAGE: Final = ASR_STAGE
 
 
-def model_handler(opts: AsrOptions) -> ModelHandler[Utterance, Transcript, Any]:
+def model_handler(opts: AsrOptions) -> ModelHandler[Utterance, Transcript | DeadLetter, Any]:
     """The handler for what ``opts.model_dir`` holds, after checking every knob against it."""
     kind = detect_model(opts.model_dir)
     validate_options(opts, kind)
@@ -47,15 +49,23 @@ def transcribe_failures(failure: Any) -> Iterator[DeadLetter]:
     per utterance: a batch mixes calls, and each call counts its own missing transcripts."""
     batch, (exc_type, message, _) = failure
     for utt in batch if isinstance(batch, list | tuple) else [batch]:
-        yield dead_letter(
-            STAGE,
-            "asr_error",
-            exc_type,
-            str(message),
-            call_id=utt.call_id,
-            event_time_ms=utt.start_ms,
-            size_bytes=len(utt.pcm),
-        )
+        Metrics.counter("callqa.asr", "utterances_failed").inc()
+        yield asr_dead_letter(utt, exc_type, str(message))
+
+
+class SplitFailuresFn(beam.DoFn):
+    """The handlers' outputs: transcripts, and dead letters for utterances that failed alone
+    (``isolating_failures``)."""
+
+    def __init__(self) -> None:
+        self._failed = Metrics.counter("callqa.asr", "utterances_failed")
+
+    def process(self, item: Transcript | DeadLetter) -> Iterator[Any]:
+        if isinstance(item, DeadLetter):
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput("dead_letter", item)
+        else:
+            yield item
 
 
 def resolve_queues(opts: AsrOptions) -> AsrOptions:
@@ -140,10 +150,16 @@ class Transcribe(beam.PTransform):
         main, other = (
             queued | "RunInference" >> RunInference(self._handler).with_exception_handling()
         )
+        split = main | "SplitFailures" >> beam.ParDo(SplitFailuresFn()).with_outputs(
+            "dead_letter", main="transcripts"
+        )
+        failed = (
+            split.dead_letter,
+            other.failed_inferences | "ToDeadLetter" >> beam.FlatMap(transcribe_failures),
+        ) | "Failures" >> beam.Flatten()
         return {
-            "transcripts": main
+            "transcripts": split.transcripts
             | "StampTranscripts" >> beam.Map(at_event_time).with_output_types(Transcript),
-            "dead_letter": other.failed_inferences
-            | "ToDeadLetter" >> beam.FlatMap(transcribe_failures)
+            "dead_letter": failed
             | "StampFailures" >> beam.Map(at_event_time).with_output_types(DeadLetter),
         }

@@ -19,13 +19,14 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
-from schemas.records import Transcript, Utterance, Word
+from schemas.records import DeadLetter, Transcript, Utterance, Word
 from transforms.asr.options import (
     BACKEND_FASTER_WHISPER,
     AsrOptions,
     batch_kwargs,
     detect_model,
     forced_language,
+    isolating_failures,
     make_transcript,
     utterance_samples,
     validate_options,
@@ -151,8 +152,9 @@ def is_repetitive(text: str) -> bool:
     return compression_ratio(text) > 2.4 or repeats_a_unit(text)
 
 
-class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
-    """``Utterance`` → ``Transcript`` with a CTranslate2 Whisper model (faster-whisper)."""
+class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript | DeadLetter, Any]):
+    """``Utterance`` → ``Transcript`` with a CTranslate2 Whisper model (faster-whisper); an
+    utterance that fails alone → its ``DeadLetter`` (``isolating_failures``)."""
 
     def __init__(self, opts: AsrOptions) -> None:
         super().__init__()
@@ -180,7 +182,10 @@ class FasterWhisperModelHandler(ModelHandler[Utterance, Transcript, Any]):
         batch: Sequence[Utterance],
         model: Any,
         inference_args: dict[str, Any] | None = None,
-    ) -> Iterable[Transcript]:
+    ) -> Iterable[Transcript | DeadLetter]:
+        return isolating_failures(batch, lambda utts: self._run_batch(utts, model))
+
+    def _run_batch(self, batch: Sequence[Utterance], model: Any) -> Iterator[Transcript]:
         if self._opts.enable_word_timestamps:  # word alignment: faster-whisper's own path
             for utt in batch:
                 yield self._transcribe_one(model, utt)

@@ -1,6 +1,7 @@
 """The ASR stage's outputs: a batch that fails in RunInference becomes one ``asr_error`` dead
-letter per utterance (the batch mixes calls; each call counts its own), and transcripts and
-dead letters are stamped with their utterance's event time again."""
+letter per utterance (the batch mixes calls; each call counts its own); a poison utterance that
+makes the backend raise is retried alone and is the only dead letter of its batch; transcripts
+and dead letters are stamped with their utterance's event time again."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
+import pytest
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from schemas.records import Transcript, Utterance
-from transforms.asr.transcribe import at_event_time, transcribe_failures
+from schemas.records import DeadLetter, Transcript, Utterance
+from transforms.asr.options import isolating_failures
+from transforms.asr.transcribe import SplitFailuresFn, at_event_time, transcribe_failures
 
 
 class _Model:
@@ -110,3 +113,44 @@ def test_a_call_waits_in_one_queue_and_calls_spread_over_the_queues() -> None:
     assert queues == {0, 1, 2, 3}
     assert all(asr_queue(u, 4) == asr_queue(u, 4) for u in utts)
     assert all(asr_queue(u, 1)[0] == 0 for u in utts)
+
+
+POISON = "poison"
+
+
+def _decode(batch: Sequence[Utterance]) -> list[Transcript]:
+    """A fake backend that fails any batch holding the poison utterance (unit test only)."""
+    if any(u.call_id == POISON for u in batch):
+        raise ValueError("cannot reshape array of size 0")
+    return [transcript_of(u) for u in batch]
+
+
+class PoisonHandler(EchoHandler):
+    def run_inference(
+        self, batch: Sequence[Utterance], model: Any, inference_args: Any = None
+    ) -> Iterable[Any]:
+        return isolating_failures(batch, _decode)
+
+
+def test_a_poison_utterance_is_one_dead_letter_and_its_batch_is_still_transcribed() -> None:
+    utts = [Utterance(cid, "agent", 1000 * i, 1000 * i + 500, 16000, b"\0\0" * 8, None)
+            for i, cid in enumerate(["c0", POISON, "c2"])]  # fmt: skip
+    out = isolating_failures(utts, _decode)
+    assert [(type(o).__name__, o.call_id) for o in out] == [
+        ("Transcript", "c0"), ("DeadLetter", POISON), ("Transcript", "c2")
+    ]  # fmt: skip
+    letter = out[1]
+    assert isinstance(letter, DeadLetter)
+    assert (letter.stage, letter.reason, letter.error_type) == ("transcribe", "asr_error",
+                                                                "ValueError")  # fmt: skip
+    # alone, a failing utterance raises: RunInference's failure output takes it
+    with pytest.raises(ValueError):
+        isolating_failures(utts[1:2], _decode)
+    # through RunInference and the stage's split: two transcripts, one dead letter
+    p = beam.Pipeline(runner=FnApiRunner())
+    main, _ = p | beam.Create(utts) | RunInference(PoisonHandler()).with_exception_handling()
+    split = main | beam.ParDo(SplitFailuresFn()).with_outputs("dead_letter", main="transcripts")
+    assert_that(split.transcripts | beam.Map(lambda t: t.call_id), equal_to(["c0", "c2"]))
+    assert_that(split.dead_letter | beam.Map(lambda d: (d.call_id, d.reason)),
+                equal_to([(POISON, "asr_error")]), label="letters")  # fmt: skip
+    p.run().wait_until_finish()
