@@ -15,8 +15,10 @@ are still being made when the broker dies.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,13 @@ from kafka import KafkaConsumer
 
 from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
-from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
+from beam_jobs.demo.producer import (
+    call_events,
+    interleave,
+    new_producer,
+    send_events,
+    synthetic_call,
+)
 from beam_jobs.services.local import KafkaBroker, create_topic, free_port, unique_name
 from tests.integration.harness import job_args
 from tests.integration.test_transcripts_job import spoken_call
@@ -145,4 +153,69 @@ def test_broker_outage(
           sep="\n")  # fmt: skip
     assert held, "no transcript was made while the broker was away: the outage came too late"
     assert 1 <= len(lines) <= 12, text[-5000:]
+    assert "Traceback" not in text, text[-5000:]
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs for the job's output, so that the test can fill it (needs root)."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_output_disk(
+    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path, small_volume: Path
+) -> None:
+    """The output volume fills up mid-stream: the job waits (nothing acknowledged that is not
+    on disk), says so once, and writes everything once space returns: 0 lost, 0 duplicated."""
+    out, log = small_volume / "out", tmp_path / "job.log"
+    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--inactivity_gap_s=3",
+                    "--live_interval_s=0", "--allowed_lateness_s=1",
+                    "--commit_interval_s=0.5")  # fmt: skip
+    expected: dict[str, int] = {}
+
+    def produce(first: int) -> None:
+        calls = [synthetic_call(f"disk-{first + i}", 3.0, seed=first + i) for i in range(4)]
+        start_ms = int(time.time() * 1000) + 1000
+        streams = [call_events(c, start_ms + 300 * i) for i, c in enumerate(calls)]
+        expected.update({c.call_id: len(s) for c, s in zip(calls, streams, strict=True)})
+        producer = new_producer(kafka_bootstrap)
+        send_events(producer, topic, interleave(streams), realtime=True, progress=False)
+        producer.close()
+
+    job = start_job(argv, log)
+    filler = small_volume / "filler"
+    try:
+        produce(0)
+        warehouse.wait_for_final_calls(out, list(expected), timeout_s=120)
+        # fill the volume to the last byte
+        with open(filler, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 65536)
+        produce(4)
+        time.sleep(10)  # the new calls are due while the disk is full
+        assert job.poll() is None, log.read_text()[-3000:]
+        while_full = {r["call_id"] for r in warehouse.final_calls(out)}
+        filler.unlink()
+        rows = warehouse.wait_for_final_calls(out, list(expected), timeout_s=120)
+        assert job.poll() is None, log.read_text()[-3000:]
+    finally:
+        stop_job(job)
+
+    text = log.read_text()
+    assert while_full <= {f"disk-{i}" for i in range(4)}, while_full  # nothing new written
+    assert set(rows) == set(expected), f"lost calls: {set(expected) - set(rows)}\n{text[-3000:]}"
+    finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
+    assert len(finals) == len(expected) and warehouse.duplicate_final_rows(out) == []
+    assert all(r["chunk_count"] == expected[r["call_id"]] for r in finals)
+    assert re.search(r"writing the output: cannot write \(OSError: .*No space left", text), text
+    assert "writing the output: writing again after" in text
     assert "Traceback" not in text, text[-5000:]

@@ -1,17 +1,16 @@
 """One place that builds kafka-python clients (consumers for the source and the offset
 committer, producers for the live-transcript sink and the producer tool) and rides out broker
-outages: ``BrokerWait`` retries a call while the broker is away, with capped exponential
-backoff (tenacity), and logs one line when an outage starts and one when it ends."""
+outages: ``BrokerWait`` retries a call while the broker is away (``transforms.io.outage``).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-_LOG = logging.getLogger(__name__)
-_T = TypeVar("_T")
+from transforms.io.outage import Outage
+
 #: A burst of kafka-python warnings (a reconnect attempt each, while a broker is down) shows
 #: its first line; the rest are left out until the library was quiet this long.
 _BURST_QUIET_S: Final = 30.0
@@ -64,62 +63,13 @@ def quiet_connection_logs() -> None:
             logger.addFilter(_BURSTS)
 
 
-class BrokerWait:
-    """Rides out broker outages for one client of a stage. ``call`` runs a Kafka call and
-    retries it while it fails with a transient error (backoff from ``initial_s`` doubling to
-    ``max_backoff_s``, jittered) for as long as the outage lasts; a caller that must not block
-    notes failures itself (``failed``, ``recovered``).
-
-    One warning when an outage starts, one when the broker answers again; metrics
-    ``callqa.kafka/outages`` and ``callqa.kafka/outage_retries``."""
+class BrokerWait(Outage):
+    """Rides out broker outages for one Kafka client of a stage (``Outage``): retries what
+    fails with a transient Kafka error; metrics ``callqa.kafka/outages``, ``outage_retries``."""
 
     def __init__(self, what: str, initial_s: float = 0.5, max_backoff_s: float = 10.0) -> None:
-        self.what = what
-        self._initial_s = initial_s
-        self._max_backoff_s = max_backoff_s
-        self._began: float | None = None
-
-    @property
-    def in_outage(self) -> bool:
-        return self._began is not None
-
-    def failed(self, exc: BaseException) -> None:
-        """A transient failure: the first of an outage is logged, every one counted."""
-        from apache_beam.metrics import Metrics
-
-        Metrics.counter("callqa.kafka", "outage_retries").inc()
-        if self._began is None:
-            self._began = time.monotonic()
-            Metrics.counter("callqa.kafka", "outages").inc()
-            _LOG.warning("%s: Kafka unreachable (%s: %s); retrying until it is back",
-                         self.what, type(exc).__name__, exc)  # fmt: skip
-
-    def recovered(self) -> None:
-        if self._began is not None:
-            _LOG.warning("%s: Kafka reachable again after %.1f s", self.what,
-                         time.monotonic() - self._began)  # fmt: skip
-            self._began = None
-
-    def call(self, fn: Callable[[], _T]) -> _T:
-        from tenacity import RetryCallState, Retrying, retry_if_exception, stop_never
-        from tenacity import wait_exponential_jitter as backoff
-
-        def note(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            if exc is not None:
-                self.failed(exc)
-
-        for attempt in Retrying(
-            retry=retry_if_exception(is_transient),
-            wait=backoff(initial=self._initial_s, max=self._max_backoff_s),
-            stop=stop_never,
-            before_sleep=note,
-            reraise=True,
-        ):
-            with attempt:
-                result = fn()
-        self.recovered()
-        return result
+        super().__init__(what, is_transient, "Kafka unreachable", "Kafka reachable again",
+                         "kafka", initial_s, max_backoff_s)  # fmt: skip
 
 
 def new_consumer(

@@ -31,7 +31,7 @@ def test_transient_errors_are_retried_until_the_broker_answers(
         return "ok"
 
     wait = BrokerWait("test client", initial_s=0.001, max_backoff_s=0.002)
-    with caplog.at_level(logging.WARNING, logger="transforms.io.kafka_client"):
+    with caplog.at_level(logging.WARNING, logger="transforms.io.outage"):
         assert wait.call(flaky) == "ok"
     assert len(calls) == 4
     lines = [r.getMessage() for r in caplog.records]

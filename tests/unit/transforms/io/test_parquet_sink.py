@@ -17,11 +17,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from schemas.records import CallRow, DeadLetter, OffsetAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS
 from tests.records import T0, call_row
+from transforms.io import durable
+from transforms.io.outage import Outage
 from transforms.io.parquet_sink import (
     WriteTable,
     call_file,
     dead_letter_ack,
     dead_letter_file,
+    read_rows_file,
     safe_name,
     time_partition,
     write_rows_file,
@@ -194,17 +197,43 @@ def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
     assert all_files(tmp_path) == []
 
 
-def test_a_write_that_fails_midway_leaves_no_temp_file(
+def test_a_full_disk_stalls_the_write_until_space_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No space: the write is retried (no temp file is left by a failed try) until it works."""
+    tries: list[list[str]] = []
+    real_write = pq.write_table
+
+    def full_disk_twice(table: object, where: Path, **kwargs: object) -> None:
+        tries.append([Path(p).name for p in all_files(tmp_path)])  # what the failed tries left
+        if len(tries) <= 2:
+            Path(where).write_bytes(b"PAR1 partial")
+            raise OSError(28, "No space left on device")
+        real_write(table, where, **kwargs)
+
+    fast = Outage("test", durable.is_disk_fault, "cannot write", "writing again", "disk", 0.01)
+    monkeypatch.setattr(durable, "_DISK", fast)
+    monkeypatch.setattr("transforms.io.parquet_sink.pq.write_table", full_disk_twice)
+    write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
+    assert tries == [[], [], []]
+    assert [Path(p).name for p in all_files(tmp_path)] == [Path(call_file(ROW)).name]
+    assert read_rows_file(tmp_path / "calls" / call_file(ROW), CALLS) == [ROW]
+
+
+def test_a_write_that_fails_otherwise_raises_and_leaves_no_temp_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def failing_write(table: object, where: Path, **kwargs: object) -> None:
         Path(where).write_bytes(b"PAR1 partial")
-        raise OSError(28, "No space left on device")
+        raise ValueError("bad column")
 
     monkeypatch.setattr("transforms.io.parquet_sink.pq.write_table", failing_write)
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError):
         write_rows_file(tmp_path / "calls" / call_file(ROW), CALLS, [ROW])
     assert all_files(tmp_path) == []
+    assert durable.is_disk_fault(OSError(28, "No space left on device"))
+    assert durable.is_disk_fault(OSError("IOError: No space left on device"))  # pyarrow's
+    assert not durable.is_disk_fault(FileNotFoundError(2, "No such file or directory"))
 
 
 def test_write_table_pipeline(tmp_path: Path) -> None:
