@@ -14,6 +14,8 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
+from beam_jobs import warehouse
+from beam_jobs.demo.producer import CallAudio, call_events, interleave, new_producer, send_events
 from beam_jobs.pipeline import make_pipeline
 
 
@@ -65,3 +67,34 @@ def kill_job_process(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     time.sleep(0.5)
+
+
+def produce_calls(
+    bootstrap: str,
+    topic: str,
+    calls: Sequence[CallAudio],
+    start_ms: int,
+    stagger_ms: int,
+    realtime: bool = True,
+) -> dict[str, int]:
+    """Send ``calls`` interleaved, each ``stagger_ms`` after the one before; chunks per call."""
+    streams = [call_events(c, start_ms + stagger_ms * i) for i, c in enumerate(calls)]
+    producer = new_producer(bootstrap)
+    try:
+        send_events(producer, topic, interleave(streams), realtime=realtime, progress=False)
+    finally:
+        producer.close()
+    return {c.call_id: len(s) for c, s in zip(calls, streams, strict=True)}
+
+
+def assert_each_call_once(out: Path, expected: dict[str, int], log_text: str = "") -> None:
+    """Every expected call has exactly one final row with all of its chunks (0 lost, 0
+    duplicated), and DuckDB finds no duplicate final rows."""
+    rows = {r["call_id"] for r in warehouse.final_calls(out)}
+    assert rows == set(expected), f"lost calls: {set(expected) - rows}\n{log_text[-3000:]}"
+    finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
+    assert len(finals) == len(expected), "a call has more than one final row"
+    assert warehouse.duplicate_final_rows(out) == []
+    for r in finals:
+        assert r["chunk_count"] == expected[r["call_id"]], f"{r['call_id']} rebuilt partially"
+        assert r["missing_seq_count"] == 0 and r["duplicate_chunks"] == 0

@@ -29,14 +29,10 @@ from kafka import KafkaConsumer
 from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
 from beam_jobs.demo.producer import (
-    call_events,
-    interleave,
-    new_producer,
-    send_events,
     synthetic_call,
 )
 from beam_jobs.services.local import KafkaBroker, create_topic, free_port, unique_name
-from tests.integration.harness import job_args
+from tests.integration.harness import assert_each_call_once, job_args, produce_calls
 from tests.integration.test_transcripts_job import spoken_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -96,11 +92,7 @@ def test_broker_outage(
     expected: dict[str, int] = {}
 
     def produce(batch: list, start_ms: int, realtime: bool) -> None:
-        streams = [call_events(c, start_ms + 500 * i) for i, c in enumerate(batch)]
-        expected.update({c.call_id: len(s) for c, s in zip(batch, streams, strict=True)})
-        producer = new_producer(bootstrap)
-        send_events(producer, topic, interleave(streams), realtime=realtime, progress=False)
-        producer.close()
+        expected.update(produce_calls(bootstrap, topic, batch, start_ms, 500, realtime))
 
     job = start_job(argv, log)
     try:
@@ -127,15 +119,10 @@ def test_broker_outage(
         stop_job(job)
 
     text = log.read_text()
-    assert set(rows) == set(expected), f"lost calls: {set(expected) - set(rows)}\n{text[-3000:]}"
-    finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
-    assert len(finals) == len(expected), "a call has more than one final row"
-    assert warehouse.duplicate_final_rows(out) == []
-    for r in finals:
-        assert r["chunk_count"] == expected[r["call_id"]], r["call_id"]
-        assert r["missing_seq_count"] == 0 and r["duplicate_chunks"] == 0
-        # The watermark held in the outage: no call closed early and was corrected later.
-        assert r["version"] == 1, r["call_id"]
+    assert set(rows) == set(expected)
+    assert_each_call_once(out, expected, text)
+    # The watermark held in the outage: no call closed early and was corrected later.
+    assert all(r["version"] == 1 for r in warehouse.final_calls(out))
     assert warehouse.dead_letters(out) == [], warehouse.dead_letters(out)
     # At least once on the live topic: every stored transcript, none that was not stored.
     assert len(stored) >= 2 * len(calls)
@@ -185,11 +172,7 @@ def test_full_output_disk(
     def produce(first: int) -> None:
         calls = [synthetic_call(f"disk-{first + i}", 3.0, seed=first + i) for i in range(4)]
         start_ms = int(time.time() * 1000) + 1000
-        streams = [call_events(c, start_ms + 300 * i) for i, c in enumerate(calls)]
-        expected.update({c.call_id: len(s) for c, s in zip(calls, streams, strict=True)})
-        producer = new_producer(kafka_bootstrap)
-        send_events(producer, topic, interleave(streams), realtime=True, progress=False)
-        producer.close()
+        expected.update(produce_calls(kafka_bootstrap, topic, calls, start_ms, 300))
 
     job = start_job(argv, log)
     filler = small_volume / "filler"
@@ -212,10 +195,8 @@ def test_full_output_disk(
 
     text = log.read_text()
     assert while_full <= {f"disk-{i}" for i in range(4)}, while_full  # nothing new written
-    assert set(rows) == set(expected), f"lost calls: {set(expected) - set(rows)}\n{text[-3000:]}"
-    finals = [r for r in warehouse.all_call_rows(out) if r["is_final"]]
-    assert len(finals) == len(expected) and warehouse.duplicate_final_rows(out) == []
-    assert all(r["chunk_count"] == expected[r["call_id"]] for r in finals)
+    assert set(rows) == set(expected)
+    assert_each_call_once(out, expected, text)
     assert re.search(r"writing the output: cannot write \(OSError: .*No space left", text), text
     assert "writing the output: writing again after" in text
     assert "Traceback" not in text, text[-5000:]
