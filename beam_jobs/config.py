@@ -183,6 +183,12 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument("--correction_delay_s", type=float, default=2.0)
         g.add_argument("--max_out_of_orderness_s", type=float, default=2.0)
         g.add_argument("--idle_slack_s", type=float, default=1.0)
+        g.add_argument(
+            "--partition_discovery_s",
+            type=float,
+            default=1.0,
+            help="how often partitions added to the topic are looked for (streaming)",
+        )
         g.add_argument("--poll_timeout_s", type=float, default=0.1)
         g.add_argument(
             "--redact_pii",
@@ -414,6 +420,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             poll_timeout_s=o.poll_timeout_s,
             max_out_of_orderness_s=o.max_out_of_orderness_s,
             idle_slack_s=o.idle_slack_s,
+            partition_discovery_s=o.partition_discovery_s,
         ),
         aggregation=aggregation_config(o, asr, o.bounded, o.live_interval_s),
         output_dir=o.output_dir,

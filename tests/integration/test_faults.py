@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewPartitions
 
 from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
@@ -32,8 +33,14 @@ from beam_jobs.demo.producer import (
     synthetic_call,
 )
 from beam_jobs.services.local import KafkaBroker, create_topic, free_port, unique_name
-from tests.integration.harness import assert_each_call_once, job_args, produce_calls
+from tests.integration.harness import (
+    assert_each_call_once,
+    call_ids_on,
+    job_args,
+    produce_calls,
+)
 from tests.integration.test_transcripts_job import spoken_call
+from transforms.io.commit import read_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -200,3 +207,82 @@ def test_full_output_disk(
     assert re.search(r"writing the output: cannot write \(OSError: .*No space left", text), text
     assert "writing the output: writing again after" in text
     assert "Traceback" not in text, text[-5000:]
+
+
+def _leader_epochs(bootstrap: str, topic: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return {p["partition_index"]: p["leader_epoch"] for p in described["partitions"]}
+
+
+def test_broker_restart_and_added_partitions(
+    own_broker: KafkaBroker, prism_location: str, tmp_path: Path
+) -> None:
+    """The broker is restarted (its partitions get a new leader epoch) and, with the job still
+    running, the topic grows from 2 to 4 partitions: calls keyed onto the new partitions come
+    out once each, none late, and the new partitions' offsets are checkpointed."""
+    bootstrap = own_broker.bootstrap_servers
+    topic = unique_name("callqa-grow")
+    create_topic(bootstrap, topic, partitions=2)
+    out, log = tmp_path / "out", tmp_path / "job.log"
+    argv = job_args(bootstrap, topic, out, prism_location, "--inactivity_gap_s=3",
+                    "--live_interval_s=0", "--allowed_lateness_s=1",
+                    "--commit_interval_s=0.5")  # fmt: skip
+    expected: dict[str, int] = {}
+
+    def produce(ids: list[str]) -> None:
+        calls = [synthetic_call(cid, 3.0, seed=i) for i, cid in enumerate(ids)]
+        start_ms = int(time.time() * 1000) + 1000
+        expected.update(produce_calls(bootstrap, topic, calls, start_ms, 300))
+
+    job = start_job(argv, log)
+    try:
+        produce([f"before-{i}" for i in range(4)])
+        warehouse.wait_for_final_calls(out, list(expected), timeout_s=120)
+        epochs = _leader_epochs(bootstrap, topic)
+        own_broker.stop()
+        own_broker.start()
+        assert all(e > epochs[p] for p, e in _leader_epochs(bootstrap, topic).items())
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.create_partitions({topic: NewPartitions(total_count=4)})
+        finally:
+            admin.close()
+        # keyed onto the new partitions 2 and 3 (the producer sees four partitions)
+        produce(call_ids_on(2, 2, "grown") + call_ids_on(3, 2, "grown"))
+        rows = warehouse.wait_for_final_calls(out, list(expected), timeout_s=120)
+        # the new partitions' offsets are acknowledged once their calls expire
+        frontiers = _wait_for_frontiers(out / "_checkpoints", topic, (2, 3), timeout_s=60)
+        assert job.poll() is None, log.read_text()[-3000:]
+    finally:
+        stop_job(job)
+
+    text = log.read_text()
+    assert set(rows) == set(expected)
+    assert_each_call_once(out, expected, text)
+    assert all(r["version"] == 1 for r in warehouse.final_calls(out))  # none was late
+    assert warehouse.dead_letters(out) == []
+    assert "partitions [2, 3] were added; reading them from offsets [0, 0]" in text, text[-3000:]
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in (2, 3)])
+    finally:
+        consumer.close()
+    assert frontiers == {tp.partition: end for tp, end in ends.items()}
+
+
+def _wait_for_frontiers(
+    checkpoints: Path, topic: str, partitions: tuple[int, ...], timeout_s: float
+) -> dict[int, int]:
+    """The checkpointed frontier of each partition once every one has moved off 0."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cps = {p: read_checkpoint(str(checkpoints), topic, topic, p) for p in partitions}
+        frontiers = {p: cp.frontier for p, cp in cps.items() if cp is not None}
+        if len(frontiers) == len(partitions) and min(frontiers.values()) > 0:
+            return frontiers
+        assert time.monotonic() < deadline, f"checkpoints not advanced: {cps}"
+        time.sleep(0.5)

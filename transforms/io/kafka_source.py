@@ -20,6 +20,12 @@ Watermark, per partition ``p`` (then the minimum over partitions, never decreasi
   capture times lag the wall clock by a steady amount (unlike a plain ``now - slack`` rule).
 * ``p`` is empty and caught up: it is left out of the minimum.
 
+Partitions added to the topic while the job runs are found within ``partition_discovery_s``
+(the consumer's metadata age) and claimed into the unbounded restriction (``PartitionsAdded``):
+the next bundle reads them from their first offset, and each gets a checkpoint before it is
+read. The idle rule above waits ``partition_discovery_s`` on top of the slack, so records
+written to a partition not yet seen cannot fall behind the watermark.
+
 Modes: unbounded (the streaming job) and bounded (stop at the end offsets seen at start: tests,
 backfills). Start position: the consumer group's committed offsets, else ``start_from``.
 """
@@ -76,6 +82,11 @@ class KafkaSourceConfig:
     max_bundle_s: float = 0.5  # read at most this long before handing a bundle downstream
     max_out_of_orderness_s: float = 2.0
     idle_slack_s: float = 1.0
+    #: How often the partition set is refreshed (unbounded reads): a partition added to the
+    #: topic is read from its first offset at most this long after it appears. The idle
+    #: watermark rule waits this long on top of ``idle_slack_s``, so that nothing written to a
+    #: partition not yet seen can fall behind the watermark.
+    partition_discovery_s: float = 1.0
     # may hold credentials: left out of repr() and so of every log line
     consumer_config: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
     #: Where ``CommitOffsets`` keeps restart positions. Set: start at the checkpoint's frontier
@@ -87,6 +98,8 @@ class KafkaSourceConfig:
             raise ValueError(f"start_from must be 'earliest' or 'latest', not {self.start_from!r}")
         if self.max_out_of_orderness_s < 0 or self.idle_slack_s < 0:
             raise ValueError("max_out_of_orderness_s and idle_slack_s must be >= 0")
+        if self.partition_discovery_s <= 0:
+            raise ValueError("partition_discovery_s must be > 0")
 
 
 class PartitionProgress(NamedTuple):
@@ -94,6 +107,14 @@ class PartitionProgress(NamedTuple):
 
     max_event_ms: int | None  # highest event time read from the partition in this job
     last_read_wall_ms: int | None  # wall-clock time when that partition's last record was read
+
+
+class PartitionsAdded(NamedTuple):
+    """A claim that extends an unbounded restriction by partitions added to the topic."""
+
+    partitions: tuple[int, ...]
+    start: tuple[int, ...]
+    skip: tuple[tuple[tuple[int, int], ...], ...]
 
 
 class KafkaRestriction(NamedTuple):
@@ -165,10 +186,12 @@ class KafkaRestrictionTracker(RestrictionTracker):
     def positions(self) -> dict[int, int]:
         return dict(self._positions)
 
-    def try_claim(self, position: tuple[int, int, int, int]) -> bool:
-        partition, offset, event_ms, wall_ms = position
+    def try_claim(self, position: tuple[int, int, int, int] | PartitionsAdded) -> bool:
         if self._checkpointed:
             return False
+        if isinstance(position, PartitionsAdded):
+            return self._add(position)
+        partition, offset, event_ms, wall_ms = position
         stop = self._stop(partition)
         if stop is not None and offset >= stop:
             return False
@@ -176,6 +199,22 @@ class KafkaRestrictionTracker(RestrictionTracker):
         old = self._progress[partition]
         max_event = event_ms if old.max_event_ms is None else max(old.max_event_ms, event_ms)
         self._progress[partition] = PartitionProgress(max_event, wall_ms)
+        return True
+
+    def _add(self, added: PartitionsAdded) -> bool:
+        r = self._restriction
+        if r.stop is not None or set(added.partitions) & set(r.partitions):
+            return False
+        skip = r.skip or tuple(() for _ in r.partitions)
+        self._restriction = KafkaRestriction(
+            r.partitions + added.partitions,
+            r.start + added.start,
+            None,
+            r.progress + tuple(PartitionProgress(None, None) for _ in added.partitions),
+            skip + added.skip,
+        )
+        self._positions.update(zip(added.partitions, added.start, strict=True))
+        self._progress.update((p, PartitionProgress(None, None)) for p in added.partitions)
         return True
 
     def _stop(self, partition: int) -> int | None:
@@ -237,6 +276,7 @@ def _new_consumer(cfg: KafkaSourceConfig) -> Any:
         consumer_timeout_ms=int(cfg.poll_timeout_s * 1000),
         max_partition_fetch_bytes=4 * 1024 * 1024,  # a poll brings ~1,300 chunks per partition
         request_timeout_ms=30_000,
+        metadata_max_age_ms=int(cfg.partition_discovery_s * 1000),
     )
 
 
@@ -270,42 +310,56 @@ class _KafkaRestrictionProvider(RestrictionProvider):
         consumer = _new_consumer(self._cfg)
         try:
             parts = _topic_partitions(consumer, element)
+            start, skip = self.starts(consumer, element, parts, added=False)
             tps = [TopicPartition(element, p) for p in parts]
-            begin = consumer.beginning_offsets(tps)
             end = consumer.end_offsets(tps)
-            start: list[int] = []
-            skip: list[tuple[tuple[int, int], ...]] = []
-            for tp in tps:
-                cp = self._checkpoint(element, tp.partition)
-                if cp is not None and begin[tp] > cp.frontier:
-                    cp = self._skip_retained(element, tp.partition, cp, begin[tp])
-                committed = consumer.committed(tp)
-                if cp is not None:
-                    position = max(cp.frontier, begin[tp])
-                elif committed is not None:
-                    position = max(int(committed), begin[tp])
-                elif self._cfg.start_from == "latest":
-                    position = end[tp]
-                else:
-                    position = begin[tp]
-                start.append(position)
-                skip.append(cp.acked if cp is not None else ())
-                if cp is None and self._cfg.checkpoint_dir is not None:
-                    write_checkpoint(
-                        self._cfg.checkpoint_dir, element, self._cfg.group_id, tp.partition,
-                        Checkpoint(position, ()),
-                    )  # fmt: skip
             stop = tuple(max(end[tp], s) for tp, s in zip(tps, start, strict=True))
-            _LOG.info("Kafka source %s: start %s, end %s", element, start, list(stop))
+            _LOG.info("Kafka source %s: start %s, end %s", element, list(start), list(stop))
             return KafkaRestriction(
                 tuple(parts),
-                tuple(start),
+                start,
                 stop if self._cfg.bounded else None,
                 tuple(PartitionProgress(None, None) for _ in parts),
-                tuple(skip),
+                skip,
             )
         finally:
             consumer.close()
+
+    def starts(
+        self, consumer: Any, topic: str, parts: list[int], added: bool
+    ) -> tuple[tuple[int, ...], tuple[tuple[tuple[int, int], ...], ...]]:
+        """Per partition, where to start and the ranges already done: the checkpoint's
+        frontier, else the group's commit, else ``start_from`` (a partition ``added`` while
+        the job runs: its first offset). A partition without a checkpoint gets one here,
+        before anything of it is read, for the committer to advance."""
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(topic, p) for p in parts]
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        start: list[int] = []
+        skip: list[tuple[tuple[int, int], ...]] = []
+        for tp in tps:
+            cp = self._checkpoint(topic, tp.partition)
+            if cp is not None and begin[tp] > cp.frontier:
+                cp = self._skip_retained(topic, tp.partition, cp, begin[tp])
+            committed = consumer.committed(tp)
+            if cp is not None:
+                position = max(cp.frontier, begin[tp])
+            elif committed is not None:
+                position = max(int(committed), begin[tp])
+            elif self._cfg.start_from == "latest" and not added:
+                position = end[tp]
+            else:
+                position = begin[tp]
+            start.append(position)
+            skip.append(cp.acked if cp is not None else ())
+            if cp is None and self._cfg.checkpoint_dir is not None:
+                write_checkpoint(
+                    self._cfg.checkpoint_dir, topic, self._cfg.group_id, tp.partition,
+                    Checkpoint(position, ()),
+                )  # fmt: skip
+        return tuple(start), tuple(skip)
 
     def _skip_retained(self, topic: str, partition: int, cp: Checkpoint, begin: int) -> Checkpoint:
         """Records below the log start were deleted by retention before the job read them."""
@@ -345,6 +399,7 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
     It is its own restriction provider (the methods delegate to ``_KafkaRestrictionProvider``).
 
     Metrics (namespace ``callqa.source``): ``records_read``, ``bytes_read``, ``seeks``,
+    ``partitions_added``,
     ``lag_records`` (gauge: records behind the high watermark), ``watermark_lag_ms`` (gauge).
     """
 
@@ -358,6 +413,7 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         self.bytes_read = Metrics.counter(_NS, "bytes_read")
         self.seeks = Metrics.counter(_NS, "seeks")
         self.records_skipped = Metrics.counter(_NS, "records_skipped_done")
+        self.partitions_added = Metrics.counter(_NS, "partitions_added")
         self.lag = Metrics.gauge(_NS, "lag_records")
         self.watermark_lag = Metrics.gauge(_NS, "watermark_lag_ms")
         self._outage = BrokerWait(f"Kafka source {cfg.topic}")
@@ -433,6 +489,9 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
         restriction: KafkaRestriction = tracker.current_restriction()
         self._client()
         self._position_consumer(topic, restriction)
+        if restriction.stop is None and self._claim_added_partitions(topic, restriction, tracker):
+            tracker.defer_remainder(Duration(seconds=0))  # the next bundle reads them too
+            return
         stops = (
             dict(zip(restriction.partitions, restriction.stop, strict=True))
             if restriction.stop is not None
@@ -510,6 +569,24 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
             self._advance_watermark(topic, restriction.partitions, positions, progress, watermark)
             tracker.defer_remainder(Duration(seconds=0 if got_any else self._cfg.poll_timeout_s))
 
+    def _claim_added_partitions(
+        self, topic: str, restriction: KafkaRestriction, tracker: Any
+    ) -> bool:
+        """Partitions added to the topic since the restriction was made (the consumer's
+        metadata is at most ``partition_discovery_s`` old): claimed into the restriction."""
+        known = set(restriction.partitions)
+        added = sorted(set(self._consumer.partitions_for_topic(topic)) - known)
+        if not added:
+            return False
+        start, skip = self._provider.starts(self._consumer, topic, added, added=True)
+        if not tracker.try_claim(PartitionsAdded(tuple(added), start, skip)):
+            return False
+        # a warning: keys now map to other partitions, so a call's chunks may be split
+        _LOG.warning("Kafka source %s: partitions %s were added; reading them from offsets %s",
+                     topic, added, list(start))  # fmt: skip
+        self.partitions_added.inc(len(added))
+        return True
+
     def _caught_up(
         self,
         topic: str,
@@ -554,7 +631,7 @@ class ReadKafkaFn(beam.DoFn, RestrictionProvider):
                     highs[p],
                     now_ms,
                     int(self._cfg.max_out_of_orderness_s * 1000),
-                    int(self._cfg.idle_slack_s * 1000),
+                    int((self._cfg.idle_slack_s + self._cfg.partition_discovery_s) * 1000),
                 )
                 for p in partitions
             ]

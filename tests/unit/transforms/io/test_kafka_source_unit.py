@@ -11,6 +11,7 @@ from transforms.io.kafka_source import (
     KafkaRestrictionTracker,
     KafkaSourceConfig,
     PartitionProgress,
+    PartitionsAdded,
     ReadKafkaFn,
     combined_watermark_ms,
     event_time_ms,
@@ -69,6 +70,31 @@ def test_checkpoint_splits_at_the_claimed_positions() -> None:
     assert tracker.try_claim((1, 20, T0, 9)) is False
     assert tracker.try_split(0) is None  # one checkpoint per tracker
     tracker.check_done()  # the primary is complete
+
+
+def test_added_partitions_are_claimed_into_the_residual() -> None:
+    tracker = KafkaRestrictionTracker(restriction())
+    tracker.try_claim((0, 10, T0, 1))
+    assert tracker.try_claim(PartitionsAdded((2, 3), (0, 5), ((), ((7, 9),))))
+    assert tracker.try_claim(PartitionsAdded((3,), (0,), ((),))) is False  # already there
+    assert tracker.try_claim((3, 5, T0 + 50, 2))
+    primary, residual = tracker.try_split(0)
+    assert primary.partitions == residual.partitions == (0, 1, 2, 3)
+    assert primary.stop == (11, 20, 0, 6)  # nothing of partition 2 read yet
+    assert residual.start == (11, 20, 0, 6)
+    assert residual.stop is None
+    assert residual.progress == (
+        PartitionProgress(T0, 1), UNREAD, UNREAD, PartitionProgress(T0 + 50, 2),
+    )  # fmt: skip
+    assert residual.skip == ((), (), (), ((7, 9),))
+    # after the checkpoint nothing more is added
+    assert tracker.try_claim(PartitionsAdded((4,), (0,), ((),))) is False
+
+
+def test_a_bounded_restriction_takes_no_partitions() -> None:
+    tracker = KafkaRestrictionTracker(restriction(stop=(12, 20)))
+    assert tracker.try_claim(PartitionsAdded((2,), (0,), ((),))) is False
+    assert tracker.current_restriction() == restriction(stop=(12, 20))
 
 
 def test_checkpoint_keeps_only_skip_ranges_ahead_of_the_residual() -> None:
