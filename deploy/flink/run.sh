@@ -5,6 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 jar="$("$root/deploy/flink/setup.sh")"
+# the embedded Flink cluster's ports on 127.0.0.1 (Beam's own gRPC ports cannot be: docs/runners.md)
+export FLINK_CONF_DIR="${FLINK_CONF_DIR:-$root/deploy/flink/conf}"
 exec "$root/.venv/bin/callqa" run --runner=FlinkRunner --flink_master='[local]' \
   --flink_job_server_jar="$jar" --environment_type=LOOPBACK --streaming \
   --max_bundle_time_mills=100 "$@"
