@@ -3,26 +3,36 @@ by the agent, a forbidden word, a phone number), spoken by espeak-ng, through th
 product runs: produced to the real Kafka broker while the streaming job runs on Prism, the same
 topic read again by a bounded backfill (``callqa run --bounded``), and the recording on disk
 through ``callqa batch``. Each final row carries metrics within ±10 % of the plan and the same
-scorecard answers; the phone number is redacted in the transcripts Parquet. A second, shorter
-call (a refund) goes the same three ways and must agree too. A rerun of the batch skips both."""
+scorecard answers. The phone number is redacted, with the default options, everywhere the job
+writes: every string in every Parquet file of each warehouse (calls with their live rows,
+transcripts, scorecard answers, dead letters, quarantine) and every live transcript on Kafka.
+A second, shorter call (a refund) goes the same three ways and must agree too. A rerun of the
+batch skips both."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
 from beam_jobs import warehouse
 from beam_jobs.cli import main
+from beam_jobs.demo.live import LiveFollower
 from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.demo.speech import ScriptedCall, Turn, scripted_call
+from beam_jobs.services.local import create_topic, unique_name
 from tests.integration.harness import job_args, streaming_job
+from transforms.core.text_analytics import digit_form
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,12 +107,31 @@ def answers(row: dict[str, Any]) -> dict[str, Any]:
     return {a["question_id"]: a["passed"] for a in row["scorecard"]["answers"]}
 
 
-def check_redacted(out: Path, call_id: str) -> None:
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a row (nested structs and lists included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def check_redacted(out: Path, call_id: str, live: Sequence[dict[str, Any]] = ()) -> None:
+    """The phone number is a placeholder in the call's transcripts, and its digits are in no
+    string of any file the job wrote under ``out`` nor in any ``live`` record."""
     texts = [t["text"] for t in warehouse.transcripts(out) if t["call_id"] == call_id]
-    joined = " ".join(texts)
-    assert "[PHONE]" in joined, texts
-    digits = "".join(ch for ch in joined if ch.isdigit())
-    assert "13912345678" not in digits and "5678" not in digits, texts
+    assert "[PHONE]" in " ".join(texts), texts
+    files = sorted(out.rglob("*.parquet"))
+    rows = [row for f in files for row in pq.read_table(f).to_pylist()]
+    leaks = [
+        s for s in _strings([*rows, *live])
+        if "5678" in re.sub(r"[\s,.\-]", "", digit_form(s))
+    ]  # fmt: skip
+    assert leaks == [], leaks
+    assert len(files) > len(texts)  # calls, transcripts and answers were all read
 
 
 def write_recording(call: ScriptedCall, folder: Path) -> None:
@@ -120,11 +149,14 @@ def test_streaming_backfill_and_batch_give_the_planned_metrics_and_the_same_answ
     refund = scripted_call("qa-refund-1", "en", REFUND, language_hint="en")
     ids = ["qa-plan-1", "qa-refund-1"]
 
-    # 1. Streaming: produced to Kafka while the job runs.
+    # 1. Streaming: produced to Kafka while the job runs, live rows and transcripts on.
     out = tmp_path / "streaming"
+    live_topic = unique_name("callqa-qa-live")
+    create_topic(kafka_bootstrap, live_topic, partitions=1)
+    follower = LiveFollower(kafka_bootstrap, live_topic)
     argv = job_args(kafka_bootstrap, topic, out, prism_location, "--asr=embedded",
-                    "--live_interval_s=0", "--transcripts_topic=off")  # fmt: skip
-    with streaming_job(argv):
+                    f"--transcripts_topic={live_topic}")  # fmt: skip
+    with streaming_job(argv), contextlib.closing(follower):
         producer = new_producer(kafka_bootstrap)
         start_ms = int(time.time() * 1000) - 120_000
         events = interleave([call_events(qa.audio, start_ms), call_events(refund.audio, start_ms)])
@@ -135,7 +167,10 @@ def test_streaming_backfill_and_batch_give_the_planned_metrics_and_the_same_answ
         streamed = warehouse.wait_for_final_calls(out, ids, timeout_s=240, settle_s=10)
     assert sorted(streamed) == ids, streamed.keys()
     assert not list((out / "quarantine").rglob("*.parquet")), "real rows failed their suites"
-    check_redacted(out, "qa-plan-1")
+    live = [e for _, e in follower.events]
+    assert {e["call_id"] for e in live} == set(ids), live
+    assert any(not r["is_final"] for r in warehouse.all_call_rows(out))  # live rows checked too
+    check_redacted(out, "qa-plan-1", live)
 
     # 2. A bounded backfill of the same topic (another consumer group, its own warehouse).
     backfill_out = tmp_path / "backfill"
