@@ -42,7 +42,7 @@ from beam_jobs.config import (
     segment_options,
 )
 from beam_jobs.pipeline import build_pipeline
-from beam_jobs.runner import runner_options
+from beam_jobs.runner import runner_options, wait_until_finish
 from schemas.records import RecordingTask
 from schemas.tables import CALLS, DEAD_LETTERS
 from transforms.io.parquet_sink import safe_name
@@ -462,7 +462,7 @@ def asr_stats(result: Any) -> tuple[float, int, int]:
 
 def _wait(result: Any, ended: Future[Any]) -> None:
     try:
-        ended.set_result(result.wait_until_finish())
+        ended.set_result(wait_until_finish(result))  # a lost runner: RunnerLost, one sentence
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread
         ended.set_exception(exc)
 

@@ -18,6 +18,8 @@ offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + gr
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
-from beam_jobs.runner import runner_options
+from beam_jobs.runner import RunnerLost, runner_options, wait_until_finish
 from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
 from transforms.aggregate import AggregateCalls
@@ -155,6 +157,13 @@ def preflight(cfg: JobConfig) -> None:
         }
         admin = KafkaAdminClient(bootstrap_servers=source.bootstrap_servers.split(","), **settings)
     except (KafkaError, OSError, ValueError) as exc:
+        # kafka-python reports a refused TLS certificate only as "Unable to bootstrap"
+        refusal = _tls_refusal(source.bootstrap_servers, dict(source.consumer_config))
+        if refusal is not None:
+            raise RuntimeError(
+                f"Kafka at {source.bootstrap_servers} presents a TLS certificate this client "
+                f"does not trust ({refusal.verify_message}); {_tls_hint(refusal)}"
+            ) from exc
         hint = (
             "check the credentials in --kafka_client_config"
             if source.consumer_config
@@ -183,15 +192,63 @@ def preflight(cfg: JobConfig) -> None:
             raise RuntimeError(f"cannot create {path}: {exc.strerror}") from exc
 
 
+def _tls_refusal(
+    bootstrap_servers: str, client: dict[str, Any]
+) -> ssl.SSLCertVerificationError | None:
+    """Why the bootstrap servers' TLS certificates fail verification with the client's
+    ``ssl_*`` settings (the context kafka-python builds from them), if they do."""
+    if client.get("security_protocol") not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = bool(client.get("ssl_check_hostname", True))
+    try:
+        if client.get("ssl_cafile"):
+            ctx.load_verify_locations(client["ssl_cafile"])
+        else:
+            ctx.load_default_certs()
+        if client.get("ssl_crlfile"):
+            ctx.load_verify_locations(client["ssl_crlfile"])
+            ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    except OSError:  # an unreadable CA or CRL file (ssl.SSLError is an OSError)
+        return None
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with (
+                socket.create_connection((host.strip("[]"), int(port)), timeout=5) as sock,
+                ctx.wrap_socket(sock, server_hostname=host.strip("[]")),
+            ):
+                pass
+        except ssl.SSLCertVerificationError as exc:
+            return exc
+        except (OSError, ValueError):
+            continue  # down, or not TLS: the caller's message covers it
+    return None
+
+
+def _tls_hint(refusal: ssl.SSLCertVerificationError) -> str:
+    """What to do about a refused broker certificate (OpenSSL's X509_V_ERR_* codes)."""
+    if refusal.verify_code in (9, 10):  # not yet valid, expired
+        return "renew the broker's certificate (and check both machines' clocks)"
+    if refusal.verify_code == 62:  # hostname mismatch
+        return "connect by a name the certificate lists, or reissue it with this name"
+    return "set ssl_cafile in --kafka_client_config to the CA that signed the broker's certificate"
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming).
     Returns the exit status: 1 when a bounded run wrote a final row without all its
-    transcripts (the log names the calls)."""
+    transcripts (the log names the calls), or when the runner died under the job (its
+    process was killed, say: a supervisor starts the job again)."""
     p, cfg = make_pipeline(argv)
     preflight(cfg)
     _LOG.info("callqa job: %s → %s", cfg.source, cfg.output_dir)
     result = p.run()
-    result.wait_until_finish()
+    try:
+        wait_until_finish(result)
+    except RunnerLost as exc:
+        sys.stderr.write(f"callqa: error: {exc}\n")  # one write: worker threads log too
+        return 1
     incomplete = counter_total(result, INCOMPLETE_COUNTER)
     if incomplete:
         print(

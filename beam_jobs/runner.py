@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import threading
+from typing import Any
+
 from beam_jobs.services.local import prism_binary
+
+_LOG = logging.getLogger(__name__)
 
 #: Runners that go through Beam's PortableRunner (job service streams with a deadline).
 PORTABLE_RUNNERS = ("PrismRunner", "prism", "FlinkRunner", "PortableRunner")
@@ -50,3 +57,59 @@ def runner_options(argv: list[str]) -> list[str]:
         # come back at once.
         args.append(f"--job_server_timeout={JOB_STREAM_DEADLINE_S}")
     return args
+
+
+class RunnerLost(RuntimeError):
+    """The runner's job service stopped answering mid-job (its process died, say): this job
+    process cannot go on, and a new one resumes from the checkpoints."""
+
+
+class _QuietLostStreams(logging.Filter):
+    """When the runner goes away, the SDK worker in this process (LOOPBACK) has threads that die
+    on its closed streams and a data plane that logs each with a traceback: the first of these
+    is one warning line, the rest debug lines; the main thread then says what happened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._default_hook = threading.excepthook
+        self._seen = itertools.count()
+
+    def _noted(self, exc: BaseException | None, where: str) -> bool:
+        """Whether ``exc`` is a closed runner stream (then logged as one line)."""
+        import grpc
+
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None
+        if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            return False
+        level = logging.WARNING if next(self._seen) == 0 else logging.DEBUG
+        _LOG.log(level, "a stream to the runner closed (%s, in %s)", code.name, where)
+        return True
+
+    def excepthook(self, args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread else "a thread"
+        if not self._noted(args.exc_value, f"thread {name}"):
+            self._default_hook(args)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and self._noted(record.exc_info[1], record.name))
+
+
+def wait_until_finish(result: Any) -> Any:
+    """``result.wait_until_finish()``; a runner that goes away meanwhile (its process killed,
+    say) raises one ``RunnerLost`` instead of gRPC tracebacks from this and every SDK worker
+    thread. Installs the quieting for good: worker threads may die after this returns."""
+    import grpc
+
+    quiet = _QuietLostStreams()
+    threading.excepthook = quiet.excepthook
+    logging.getLogger("apache_beam.runners.worker.data_plane").addFilter(quiet)
+    try:
+        return result.wait_until_finish()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        raise RunnerLost(
+            f"lost the runner mid-job: its job service stopped answering ({exc.details()}); "
+            "start the job again (deploy/local/supervise.sh does it by itself): it resumes "
+            "from its checkpoints"
+        ) from exc

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from beam_jobs.services.local import KafkaBroker, create_topic, free_port, prism_binary, unique_name
+from tests.tls import TlsFiles, make_ca_and_broker_cert
 
 # Beam stops its Prism job servers from an atexit hook that logs after pytest closed the
 # streams; without this each run ends with "--- Logging error ---" tracebacks.
@@ -44,10 +45,18 @@ SASL_USER = ("callqa", "callqa-secret")
 
 
 @pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker | None]:
+def broker_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """The CA (``.ca``: a client's ``ssl_cafile``) and the certificate of the private broker's
+    SASL_SSL listener, made for this session."""
+    return make_ca_and_broker_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(broker_tls: TlsFiles) -> Iterator[KafkaBroker | None]:
     """The private broker (None when ``KAFKA_BOOTSTRAP_SERVERS`` names an existing one).
 
-    Besides PLAINTEXT it has a SASL/PLAIN listener for the secured-client test.
+    Besides PLAINTEXT it has a SASL/PLAIN listener and a SASL_SSL one (certificate from
+    ``broker_tls``) for the secured-client tests.
     """
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield None
@@ -59,6 +68,9 @@ def kafka_broker() -> Iterator[KafkaBroker | None]:
         controller_port=free_port(),
         sasl_port=free_port(),
         sasl_users=(SASL_USER,),
+        ssl_port=free_port(),
+        ssl_certificate=broker_tls.certificate,
+        ssl_key=broker_tls.key,
     )
     broker.start()
     try:

@@ -115,6 +115,15 @@ class KafkaBroker:
     #: Optional second listener with SASL/PLAIN authentication (tests of secured clients).
     sasl_port: int | None = None
     sasl_users: tuple[tuple[str, str], ...] = ()
+    #: Optional SASL_SSL listener: TLS, then the same SASL/PLAIN users. It needs the broker's
+    #: certificate (PEM, then any intermediate CAs) and its unencrypted PKCS#8 key (PEM).
+    ssl_port: int | None = None
+    ssl_certificate: Path | None = None
+    ssl_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.ssl_port is not None and (self.ssl_certificate is None or self.ssl_key is None):
+            raise ValueError("a SASL_SSL listener (ssl_port) needs ssl_certificate and ssl_key")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -124,28 +133,44 @@ class KafkaBroker:
     def sasl_bootstrap_servers(self) -> str | None:
         return None if self.sasl_port is None else f"127.0.0.1:{self.sasl_port}"
 
+    @property
+    def ssl_bootstrap_servers(self) -> str | None:
+        return None if self.ssl_port is None else f"127.0.0.1:{self.ssl_port}"
+
     def _listener_lines(self) -> list[str]:
         plain = f"PLAINTEXT://127.0.0.1:{self.port}"
         ctl = f"CONTROLLER://127.0.0.1:{self.controller_port}"
-        if self.sasl_port is None:
-            return [
-                f"listeners={plain},{ctl}",
-                f"advertised.listeners={plain}",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            ]
-        sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
-        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users)
-        return [
-            f"listeners={plain},{ctl},{sasl}",
-            f"advertised.listeners={plain},{sasl}",
+        secured = {
+            protocol: f"{protocol}://127.0.0.1:{port}"
+            for protocol, port in (("SASL_PLAINTEXT", self.sasl_port), ("SASL_SSL", self.ssl_port))
+            if port is not None
+        }
+        lines = [
+            f"listeners={','.join([plain, ctl, *secured.values()])}",
+            f"advertised.listeners={','.join([plain, *secured.values()])}",
             "listener.security.protocol.map="
-            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
-            "sasl.enabled.mechanisms=PLAIN",
-            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f"{users};",
+            + ",".join(
+                ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT", *(f"{p}:{p}" for p in secured)]
+            ),
         ]
+        if not secured:
+            return lines
+        users = " ".join(f'user_{u}="{p}"' for u, p in self.sasl_users)
+        lines += ["inter.broker.listener.name=PLAINTEXT", "sasl.enabled.mechanisms=PLAIN"]
+        lines += [
+            f"listener.name.{protocol.lower()}.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            for protocol in secured
+        ]
+        if "SASL_SSL" in secured and self.ssl_certificate and self.ssl_key:
+            # Inline PEM: a PEM keystore read from a file needs an encrypted key
+            lines += [
+                "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+                "listener.name.sasl_ssl.ssl.keystore.certificate.chain="
+                + _properties_value(self.ssl_certificate),
+                "listener.name.sasl_ssl.ssl.keystore.key=" + _properties_value(self.ssl_key),
+            ]
+        return lines
 
     @property
     def _pid_file(self) -> Path:
@@ -243,6 +268,11 @@ class KafkaBroker:
             os.kill(pid, signal.SIGKILL)
             exited(pid)
         self._pid_file.unlink(missing_ok=True)
+
+
+def _properties_value(pem: Path) -> str:
+    """A PEM file as one line of a ``.properties`` file, which reads ``\\n`` as a line break."""
+    return pem.read_text().strip().replace("\n", "\\n")
 
 
 def exited(pid: int) -> bool:

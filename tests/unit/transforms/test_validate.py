@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import apache_beam as beam
@@ -13,7 +17,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import window
 
-from schemas.expectations import ExpectationSpec, FrameValidator
+from schemas.expectations import ExpectationSpec, FrameValidator, frame_of
 from schemas.records import OffsetAck, QuarantinedRow, QuarantineWithAck, RowWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
 from tests.unit.schemas.test_expectations import CALL, CARD, LETTER, METRICS, T0, TRANSCRIPT
@@ -21,6 +25,7 @@ from transforms.validate import (
     LIVE_KEY,
     QUARANTINE_TAG,
     VALID_TAG,
+    OutOfProcessValidator,
     ValidateRows,
     ValidateRowsFn,
     ValidateWindowFn,
@@ -357,3 +362,36 @@ def test_configuration_errors_and_no_gx_before_setup() -> None:
         ValidateWindowFn("calls", window_s=1, live_window_s=0)
     fn = ValidateRowsFn("calls")
     assert not hasattr(fn, "_validators")  # the GX context is built in setup(), on the worker
+
+
+def _child_pid(validator: OutOfProcessValidator) -> int:
+    return int(validator._pool.submit(os.getpid).result(timeout=120))
+
+
+@pytest.mark.slow  # three GX children start: about 25 s on a 2-core machine
+def test_a_killed_validation_child_is_replaced_and_the_call_it_held_is_retried() -> None:
+    """kill -9 of the GX child (the real one): between two validations, and while a validation
+    waits on it. Each time the next answer comes from a new child and is the same."""
+    df = frame_of(CALLS.name, [CALL, CALL._replace(call_id="c-3", chunk_count=0)])
+    validator = OutOfProcessValidator(CALLS.name)
+    try:
+        answer = validator.validate(df)
+        assert answer[0] == frozenset() and answer[1], answer  # a good row, a failing one
+        first = _child_pid(validator)
+        os.kill(first, signal.SIGKILL)
+        assert validator.validate(df) == answer
+        second = _child_pid(validator)
+        assert second != first
+        # The child is busy when the validation is sent, and dies before it answers; sent
+        # after the kill instead, it would meet the broken pool at once: retried the same.
+        busy = validator._pool.submit(time.sleep, 60)
+        with ThreadPoolExecutor(max_workers=1) as caller:
+            pending = caller.submit(validator.validate, df)
+            time.sleep(1.0)
+            assert not pending.done()
+            os.kill(second, signal.SIGKILL)
+            assert pending.result(timeout=120) == answer
+        assert busy.exception() is not None  # the work the child held failed, not hung
+        assert _child_pid(validator) not in (first, second)
+    finally:
+        validator.close()

@@ -1,0 +1,75 @@
+"""``beam_jobs.runner.wait_until_finish``: a runner that dies under the job is one sentence."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+import pytest
+
+from beam_jobs.runner import RunnerLost, wait_until_finish
+
+DATA_PLANE = logging.getLogger("apache_beam.runners.worker.data_plane")
+
+
+class _Closed(grpc.RpcError):
+    """A stream of a server that went away, as gRPC raises it."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        super().__init__()
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "Stream removed (Socket closed)"
+
+
+class _Result:
+    """A pipeline result whose runner dies: the SDK worker's threads and data plane see the
+    closed streams too (Prism's LOOPBACK worker runs in the job's process)."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def wait_until_finish(self) -> None:
+        for name in ("run_worker", "read_state"):
+            thread = threading.Thread(target=self._die, name=name)
+            thread.start()
+            thread.join()
+        try:
+            raise _Closed(grpc.StatusCode.UNAVAILABLE)
+        except grpc.RpcError:
+            DATA_PLANE.exception("Failed to read inputs in the data plane.")
+        raise _Closed(self._code)
+
+    def _die(self) -> None:
+        raise _Closed(grpc.StatusCode.UNAVAILABLE)
+
+
+@pytest.fixture(autouse=True)
+def _restore_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    monkeypatch.setattr(DATA_PLANE, "filters", [])
+
+
+def test_a_lost_runner_is_one_error_and_one_warning(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(RunnerLost, match=r"lost the runner mid-job: .*\(Stream removed"):
+        wait_until_finish(_Result(grpc.StatusCode.UNAVAILABLE))
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "a stream to the runner closed (UNAVAILABLE, in thread run_worker)"
+    ]
+    assert len([r for r in caplog.records if "stream to the runner" in r.getMessage()]) == 3
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_other_failures_are_not_a_lost_runner() -> None:
+    with pytest.raises(_Closed) as raised:
+        wait_until_finish(_Result(grpc.StatusCode.INVALID_ARGUMENT))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
