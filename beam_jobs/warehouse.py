@@ -125,3 +125,30 @@ def transcripts(root: str | Path) -> list[dict[str, Any]]:
         " ORDER BY call_id, start_ms, channel"
     )
     return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+
+
+# --- Iceberg tables -------------------------------------------------------------------------
+
+
+def duckdb_extension_directory() -> Path:
+    """Where the PyPI packages ``duckdb-ext-iceberg`` and ``duckdb-ext-avro`` put DuckDB's
+    extension files (DuckDB cannot download them here; they fit duckdb 1.4.4 only)."""
+    import duckdb_ext
+
+    (root,) = list(duckdb_ext.__path__)
+    return Path(root) / "extensions"
+
+
+def iceberg_duckdb() -> Any:
+    """A private in-memory DuckDB with the iceberg extension loaded from the PyPI packages:
+    ``iceberg_scan('<metadata.json>')`` reads a table."""
+    import duckdb
+
+    con = duckdb.connect(
+        config={
+            "extension_directory": str(duckdb_extension_directory()),
+            "autoinstall_known_extensions": False,
+        }
+    )
+    con.execute("LOAD iceberg")
+    return con

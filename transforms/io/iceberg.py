@@ -1,0 +1,93 @@
+"""The warehouse's Iceberg catalog: open it, create or evolve the tables, append with a summary.
+
+The catalog is pyiceberg's SQL catalog on a SQLite file under the output directory by default
+(``<output_dir>/_catalog/catalog.db``); any SQLAlchemy URL works (``postgresql+psycopg2://…``
+for a catalog shared by several machines), and an ``http(s)://`` URI opens a REST catalog. The
+warehouse location, where data and metadata files go, is a local path or ``s3://…`` /
+``gs://…`` (pyarrow's file systems; credentials as ``s3.*`` / ``gcs.*`` catalog properties or
+the usual environment variables).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+
+from schemas.iceberg import ICEBERG_TABLES, IcebergTable, iceberg_schema, partition_spec
+
+#: Properties of every table: format v2, zstd Parquet.
+TABLE_PROPERTIES: Final = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+}
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """Where the tables are: the catalog (``uri``) and where their files go (``warehouse``)."""
+
+    uri: str
+    warehouse: str
+    namespace: str = "callqa"
+    name: str = "callqa"
+    # may hold credentials (s3.secret-access-key, a REST token): left out of repr() and logs
+    properties: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @classmethod
+    def under(cls, output_dir: str) -> CatalogConfig:
+        """The default: a SQLite catalog and the data files under ``output_dir``."""
+        root = Path(output_dir).absolute()
+        return cls(
+            uri=f"sqlite:///{root / '_catalog' / 'catalog.db'}",
+            warehouse=(root / "warehouse").as_uri(),
+        )
+
+
+def load_catalog(cfg: CatalogConfig) -> Any:
+    """The pyiceberg catalog ``cfg`` names (a SQL catalog, or a REST one for ``http(s)://``)."""
+    props = {"warehouse": cfg.warehouse, **dict(cfg.properties)}
+    if cfg.uri.startswith(("http://", "https://")):
+        from pyiceberg.catalog.rest import RestCatalog
+
+        return RestCatalog(cfg.name, uri=cfg.uri, **props)
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    if cfg.uri.startswith("sqlite:///"):
+        Path(cfg.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(cfg.name, uri=cfg.uri, **props)
+
+
+def identifier(cfg: CatalogConfig, table: IcebergTable) -> str:
+    return f"{cfg.namespace}.{table.name}"
+
+
+def ensure_tables(cfg: CatalogConfig, catalog: Any = None) -> dict[str, Any]:
+    """Every warehouse table, created where missing and evolved to the records' schema where
+    it is older (columns added by name; nothing dropped or retyped). Name → pyiceberg table."""
+    catalog = catalog if catalog is not None else load_catalog(cfg)
+    catalog.create_namespace_if_not_exists(cfg.namespace)
+    tables = {}
+    for table in ICEBERG_TABLES:
+        schema = iceberg_schema(table)
+        tbl = catalog.create_table_if_not_exists(
+            identifier(cfg, table),
+            schema=schema,
+            partition_spec=partition_spec(table, schema),
+            properties=TABLE_PROPERTIES,
+        )
+        if {f.name for f in tbl.schema().fields} != {f.name for f in schema.fields}:
+            with tbl.update_schema() as update:
+                update.union_by_name(schema)
+            tbl = catalog.load_table(identifier(cfg, table))
+        tables[table.name] = tbl
+    return tables
+
+
+def append(tbl: Any, rows: pa.Table, summary: dict[str, str]) -> int:
+    """Append ``rows`` in one commit whose snapshot summary carries ``summary``; the new
+    snapshot's id."""
+    tbl.append(rows, snapshot_properties=summary)
+    return int(tbl.current_snapshot().snapshot_id)
