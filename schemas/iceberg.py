@@ -3,10 +3,11 @@ derived from the Arrow schemas in ``schemas.tables`` (themselves derived from th
 
 Each table gets one column more than its record: ``event_ts``, the row's event time as a UTC
 timestamp in microseconds (Iceberg's day transform takes timestamps, not epoch-millisecond
-longs). Partitions are hidden: ``day(event_ts)``, plus ``bucket(16, call_id)`` for the tables a
-reader filters by call. Field ids are assigned depth-first in the record's field order; a
-field added to a record later gets the next free id by schema evolution (``union_by_name``),
-so older snapshots keep reading.
+longs). Partitions are hidden: ``day(event_ts)`` only. A bucket by call id would split each
+commit into up to that many files (40 calls in one commit made 23 files with 16 buckets);
+instead the rows of a commit are written sorted by ``call_id``, so a reader looking for a call
+skips files and row groups by their column statistics. A field added to a record later gets
+the next free id by schema evolution (``union_by_name``), so older snapshots keep reading.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow as pa
 from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema, assign_fresh_schema_ids
-from pyiceberg.transforms import BucketTransform, DayTransform
+from pyiceberg.transforms import DayTransform
 
 from schemas.tables import (
     CALLS,
@@ -34,20 +35,15 @@ from schemas.tables import (
 
 #: The hidden-partitioning column every table adds to its record's fields.
 EVENT_TS: Final = "event_ts"
-#: Buckets of ``call_id``: a day's files of one table split 16 ways, so a reader looking for a
-#: call opens one file in 16 (and a day of 1,000 concurrent calls still makes few files).
-CALL_BUCKETS: Final = 16
 _FIELD_ID: Final = b"PARQUET:field_id"
 _FIRST_PARTITION_FIELD_ID: Final = 1000
 
 
 class IcebergTable(NamedTuple):
-    """A warehouse table as an Iceberg table: which field gives its event time, and whether it
-    is bucketed by call."""
+    """A warehouse table as an Iceberg table: which field gives its event time."""
 
     table: Table
     event_ms: Callable[[Any], int | None]
-    bucket_by_call: bool
 
     @property
     def name(self) -> str:
@@ -55,11 +51,11 @@ class IcebergTable(NamedTuple):
 
 
 ICEBERG_TABLES: Final = (
-    IcebergTable(CALLS, lambda r: r.start_ms, True),
-    IcebergTable(TRANSCRIPTS, lambda t: t.start_ms, True),
-    IcebergTable(SCORECARD_ANSWERS, lambda a: a.call_start_ms, True),
-    IcebergTable(DEAD_LETTERS, lambda d: d.event_time_ms, False),
-    IcebergTable(QUARANTINE, lambda q: q.event_time_ms, False),
+    IcebergTable(CALLS, lambda r: r.start_ms),
+    IcebergTable(TRANSCRIPTS, lambda t: t.start_ms),
+    IcebergTable(SCORECARD_ANSWERS, lambda a: a.call_start_ms),
+    IcebergTable(DEAD_LETTERS, lambda d: d.event_time_ms),
+    IcebergTable(QUARANTINE, lambda q: q.event_time_ms),
 )
 BY_NAME: Final = {t.name: t for t in ICEBERG_TABLES}
 
@@ -94,21 +90,11 @@ def to_iceberg_schema(schema: pa.Schema) -> Schema:
 
 
 def partition_spec(table: IcebergTable, schema: Schema) -> PartitionSpec:
-    """``day(event_ts)``, then ``bucket(16, call_id)`` where the table is bucketed by call."""
-    ids = itertools.count(_FIRST_PARTITION_FIELD_ID)
-    fields = [
-        PartitionField(schema.find_field(EVENT_TS).field_id, next(ids), DayTransform(), "day")
-    ]
-    if table.bucket_by_call:
-        fields.append(
-            PartitionField(
-                schema.find_field("call_id").field_id,
-                next(ids),
-                BucketTransform(CALL_BUCKETS),
-                "call_bucket",
-            )
-        )
-    return PartitionSpec(*fields)
+    """``day(event_ts)``."""
+    day = PartitionField(
+        schema.find_field(EVENT_TS).field_id, _FIRST_PARTITION_FIELD_ID, DayTransform(), "day"
+    )
+    return PartitionSpec(day)
 
 
 def to_arrow_table(table: IcebergTable, rows: Iterable[Any]) -> pa.Table:
@@ -119,7 +105,8 @@ def to_arrow_table(table: IcebergTable, rows: Iterable[Any]) -> pa.Table:
         for name in table.table.record_type._fields
     }
     columns[EVENT_TS] = [_timestamp(table.event_ms(r)) for r in records]
-    return pa.Table.from_pydict(columns, schema=arrow_schema(table))
+    arrow = pa.Table.from_pydict(columns, schema=arrow_schema(table))
+    return arrow.sort_by([("call_id", "ascending")])  # every table has one (maybe null)
 
 
 def _timestamp(epoch_ms: int | None) -> datetime | None:

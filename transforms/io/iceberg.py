@@ -10,6 +10,7 @@ the usual environment variables).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -17,6 +18,10 @@ from typing import Any, Final
 import pyarrow as pa
 
 from schemas.iceberg import ICEBERG_TABLES, IcebergTable, iceberg_schema, partition_spec
+
+#: Stages of one process open the catalog one at a time: a SQL catalog creates its own tables
+#: when opened, and two at once raced ("table iceberg_tables already exists").
+_OPENING: Final = threading.Lock()
 
 #: Properties of every table: format v2, zstd Parquet.
 TABLE_PROPERTIES: Final = {
@@ -66,8 +71,25 @@ def identifier(cfg: CatalogConfig, table: IcebergTable) -> str:
 
 def ensure_tables(cfg: CatalogConfig, catalog: Any = None) -> dict[str, Any]:
     """Every warehouse table, created where missing and evolved to the records' schema where
-    it is older (columns added by name; nothing dropped or retyped). Name → pyiceberg table."""
-    catalog = catalog if catalog is not None else load_catalog(cfg)
+    it is older (columns added by name; nothing dropped or retyped). Name → pyiceberg table.
+    Processes that race on it retry (the loser finds what the winner made)."""
+    from sqlalchemy.exc import OperationalError
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
+
+    @retry(
+        retry=retry_if_exception_type(OperationalError),
+        stop=stop_after_attempt(5),
+        wait=wait_random(0.1, 1.0),
+        reraise=True,
+    )
+    def once() -> dict[str, Any]:
+        with _OPENING:
+            return _ensure_tables(cfg, catalog if catalog is not None else load_catalog(cfg))
+
+    return once()
+
+
+def _ensure_tables(cfg: CatalogConfig, catalog: Any) -> dict[str, Any]:
     catalog.create_namespace_if_not_exists(cfg.namespace)
     tables = {}
     for table in ICEBERG_TABLES:

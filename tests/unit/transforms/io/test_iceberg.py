@@ -30,16 +30,15 @@ def cfg(tmp_path: Path) -> CatalogConfig:
     return CatalogConfig.under(str(tmp_path / "out"))
 
 
-def test_every_table_is_created_with_hidden_day_and_call_partitions(cfg: CatalogConfig) -> None:
+def test_every_table_is_created_with_a_hidden_day_partition(cfg: CatalogConfig) -> None:
     tables = ensure_tables(cfg)
     assert set(tables) == {t.name for t in TABLES} == {t.name for t in ICEBERG_TABLES}
     for name, tbl in tables.items():
         schema = tbl.schema()
         record_fields = [f.name for f in BY_NAME[name].table.schema]
         assert [f.name for f in schema.fields] == [*record_fields, EVENT_TS]
-        spec = {(f.name, str(f.transform)) for f in tbl.spec().fields}
-        by_call = {("call_bucket", "bucket[16]")} if BY_NAME[name].bucket_by_call else set()
-        assert spec == {("day", "day")} | by_call, (name, spec)
+        spec = [(f.name, str(f.transform)) for f in tbl.spec().fields]
+        assert spec == [("day", "day")], (name, spec)
     # opening them again changes nothing
     again = ensure_tables(cfg)
     assert {n: t.schema() for n, t in again.items()} == {n: t.schema() for n, t in tables.items()}

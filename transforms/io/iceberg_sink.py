@@ -1,0 +1,205 @@
+"""``CommitToIceberg``: rows → one Iceberg commit per table per interval, carrying the offsets
+it makes durable.
+
+One committer per table (its rows are keyed by the table's name): it buffers what it is given
+and, every ``commit_interval_s`` or once ``max_rows`` are waiting, appends them in one commit
+(one data file per partition the rows fall in, never one per row). A final call row's
+scorecard answers go to ``scorecard_answers`` in a commit just before the row's.
+
+The commit's snapshot summary holds the delivery ledger (``callqa.ledger``): per topic and
+partition, the frontier (every offset below it is durable) and the durable ranges above it,
+as this committer knows them: its own acknowledgements merged with the other tables' latest
+ledgers, read just before it commits. Iceberg has no multi-table transaction, so the ledger of
+the warehouse is the union over the tables of their latest summaries (``warehouse_ledger``);
+each table's own acknowledgements are always in its own latest summary, so the union misses
+none. The acknowledgements are emitted after the commit, as the Parquet sink does after its
+rename, for ``CommitOffsets``.
+
+Data files of a commit that never happened (the job died between writing and committing)
+are in no snapshot: no reader sees them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+import apache_beam as beam
+from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from schemas.iceberg import BY_NAME, to_arrow_table
+from schemas.records import Checkpoint, OffsetAck
+from schemas.tables import CALLS, SCORECARD_ANSWERS
+from transforms.io.commit import advance
+from transforms.io.iceberg import CatalogConfig, append, ensure_tables
+from transforms.io.parquet_sink import row_and_acks, scorecard_answer_rows
+
+_NS: Final = "callqa.iceberg"
+#: The snapshot-summary property that holds the delivery ledger.
+LEDGER_PROPERTY: Final = "callqa.ledger"
+Ledger = dict[tuple[str, int], Checkpoint]
+
+
+def merge_ledgers(ledgers: Iterable[Ledger], acks: Iterable[OffsetAck] = ()) -> Ledger:
+    """One ledger from several and new acknowledgements: per partition the highest frontier,
+    every durable range, and the frontier moved over those that touch it. A partition no
+    ledger has yet starts at frontier 0 (never past an offset not known to be durable)."""
+    merged: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    frontiers: dict[tuple[str, int], int] = {}
+    for ledger in ledgers:
+        for key, cp in ledger.items():
+            frontiers[key] = max(frontiers.get(key, cp.frontier), cp.frontier)
+            merged.setdefault(key, []).extend(cp.acked)
+    for ack in acks:
+        key = (ack.topic, ack.partition)
+        merged.setdefault(key, []).extend(ack.ranges)
+    out: Ledger = {}
+    for key, ranges in merged.items():
+        frontier = frontiers.get(key, 0)
+        out[key] = advance(Checkpoint(frontier, ()), ranges)
+    return out
+
+
+def ledger_to_summary(ledger: Ledger) -> str:
+    return json.dumps(
+        {
+            f"{topic}:{partition}": {"frontier": cp.frontier, "acked": [list(r) for r in cp.acked]}
+            for (topic, partition), cp in sorted(ledger.items())
+        },
+        separators=(",", ":"),
+    )
+
+
+def ledger_from_summary(text: str | None) -> Ledger:
+    if not text:
+        return {}
+    out: Ledger = {}
+    for key, entry in json.loads(text).items():
+        topic, _, partition = key.rpartition(":")
+        ranges = tuple((int(s), int(e)) for s, e in entry["acked"])
+        out[(topic, int(partition))] = Checkpoint(int(entry["frontier"]), ranges)
+    return out
+
+
+def table_ledger(tbl: Any) -> Ledger:
+    """The ledger in a table's current snapshot (empty before its first commit)."""
+    snapshot = tbl.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return {}
+    return ledger_from_summary(snapshot.summary.additional_properties.get(LEDGER_PROPERTY))
+
+
+def warehouse_ledger(tables: Iterable[Any]) -> Ledger:
+    """The warehouse's ledger: the union of the tables' latest ones."""
+    return merge_ledgers(table_ledger(t) for t in tables)
+
+
+@dataclass(frozen=True)
+class IcebergSinkConfig:
+    catalog: CatalogConfig
+    commit_interval_s: float = 10.0
+    max_rows: int = 10_000  # commit early once this many rows wait
+
+    def __post_init__(self) -> None:
+        if self.commit_interval_s <= 0 or self.max_rows < 1:
+            raise ValueError("commit_interval_s must be > 0 and max_rows >= 1")
+
+
+class CommitRowsFn(beam.DoFn):
+    """Stateful over ``(table name, element)``; element as ``WriteTable`` takes it. Outputs the
+    ``OffsetAck``s a commit made durable, after the commit.
+
+    Metrics (namespace ``callqa.iceberg``): ``<table>_commits``, ``<table>_rows``."""
+
+    BUFFER = BagStateSpec("buffer", PickleCoder())
+    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
+
+    def __init__(self, cfg: IcebergSinkConfig) -> None:
+        self._cfg = cfg
+        self._tables: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self._tables = ensure_tables(self._cfg.catalog)
+
+    def process(
+        self,
+        element: tuple[str, Any],
+        buffer: Any = beam.DoFn.StateParam(BUFFER),
+        count: Any = beam.DoFn.StateParam(COUNT),
+        flush: Any = beam.DoFn.TimerParam(FLUSH),
+    ) -> Iterator[OffsetAck]:
+        table_name, item = element
+        waiting = count.read() or 0
+        if waiting == 0:
+            flush.set(Timestamp.now() + Duration(seconds=self._cfg.commit_interval_s))
+        buffer.add((table_name, item))
+        count.write(waiting + 1)
+        if waiting + 1 >= self._cfg.max_rows:
+            yield from self._commit(buffer, count)
+
+    @on_timer(FLUSH)
+    def on_flush(
+        self,
+        buffer: Any = beam.DoFn.StateParam(BUFFER),
+        count: Any = beam.DoFn.StateParam(COUNT),
+    ) -> Iterator[OffsetAck]:
+        yield from self._commit(buffer, count)
+
+    def _commit(self, buffer: Any, count: Any) -> Iterator[OffsetAck]:
+        items = list(buffer.read())
+        buffer.clear()
+        count.clear()
+        if not items:
+            return
+        table_name = items[0][0]
+        unpacked = [row_and_acks(table_name, item) for _, item in items]
+        rows = [row for row, _ in unpacked]
+        acks = [ack for _, row_acks in unpacked for ack in row_acks]
+        if table_name == CALLS.name:  # the answers are durable before their rows
+            answers = [a for r in rows for a in scorecard_answer_rows(r)]
+            if answers:
+                self._append(SCORECARD_ANSWERS.name, answers, [])
+        self._append(table_name, rows, acks)
+        yield from acks
+
+    def _append(self, table_name: str, rows: list[Any], acks: list[OffsetAck]) -> None:
+        others = (t.refresh() for name, t in self._tables.items() if name != table_name)
+        tbl = self._tables[table_name].refresh()
+        ledger = merge_ledgers([table_ledger(tbl), *map(table_ledger, others)], acks)
+        append(
+            tbl,
+            to_arrow_table(BY_NAME[table_name], rows),
+            {LEDGER_PROPERTY: ledger_to_summary(ledger)} if ledger else {},
+        )
+        Metrics.counter(_NS, f"{table_name}_commits").inc()
+        Metrics.counter(_NS, f"{table_name}_rows").inc(len(rows))
+
+
+class CommitToIceberg(beam.PTransform):
+    """Rows of one table (as ``WriteTable`` takes them) → Iceberg commits; outputs the
+    ``OffsetAck``s each commit made durable."""
+
+    def __init__(self, table_name: str, cfg: IcebergSinkConfig) -> None:
+        super().__init__()
+        self._table_name = table_name
+        self._cfg = cfg
+
+    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[OffsetAck]:
+        name = self._table_name
+        return (
+            rows
+            | f"KeyBy_{name}" >> beam.Map(lambda r: (name, r))
+            | f"Commit_{name}" >> beam.ParDo(CommitRowsFn(self._cfg)).with_output_types(OffsetAck)
+        )
