@@ -16,6 +16,8 @@ from transforms.core.qa_metrics import QaOptions
 from transforms.core.script import ZH_SCRIPTS
 from transforms.core.segmentation import SegmentOptions
 from transforms.io.commit import CommitConfig
+from transforms.io.iceberg import CatalogConfig
+from transforms.io.iceberg_sink import IcebergSinkConfig
 from transforms.io.kafka_sink import TranscriptSinkConfig
 from transforms.io.kafka_source import KafkaSourceConfig
 
@@ -70,6 +72,34 @@ class StreamingJobOptions(PipelineOptions):
             help="restart positions (default: <output_dir>/_checkpoints)",
         )
         g.add_argument("--commit_interval_s", type=float, default=5.0)
+        g.add_argument(
+            "--warehouse",
+            default="parquet",
+            choices=["parquet", "iceberg"],
+            help="parquet: a file per row under --output_dir; iceberg: Iceberg tables, batched "
+            "commits (in progress: docs/warehouse.md)",
+        )
+        g.add_argument(
+            "--iceberg_catalog_uri",
+            default="",
+            help="SQLAlchemy URL or http(s) REST URI (default: SQLite under --output_dir)",
+        )
+        g.add_argument(
+            "--iceberg_warehouse",
+            default="",
+            help="where data files go: a path, s3://… or gs://… (default: <output_dir>/warehouse)",
+        )
+        g.add_argument(
+            "--iceberg_catalog_config",
+            default="{}",
+            help="catalog properties as JSON (s3.endpoint, s3.access-key-id, …); never logged",
+        )
+        g.add_argument(
+            "--warehouse_commit_interval_s",
+            type=float,
+            default=10.0,
+            help="iceberg: commit each table's rows this often",
+        )
         g.add_argument(
             "--asr",
             default="off",
@@ -250,6 +280,7 @@ class JobConfig:
     asr: AsrOptions | None = None  # None: no speech segmentation or transcripts
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
+    warehouse: IcebergSinkConfig | None = None  # None: Parquet files under output_dir
     analyze: AnalyzeOptions = AnalyzeOptions()
     validate_window_s: float = 0.0  # > 0: rows checked per window of processing time
     validate_live_window_s: float | None = None  # live call rows' window (None: the same)
@@ -389,6 +420,26 @@ def validate_live_window_s(o: StreamingJobOptions, window_s: float) -> float | N
     return max(float(live_s), window_s)
 
 
+def warehouse_config(o: StreamingJobOptions) -> IcebergSinkConfig | None:
+    """``--warehouse=iceberg``: the catalog (default: SQLite and files under the output
+    directory) and the commit interval."""
+    if o.warehouse == "parquet":
+        return None
+    try:
+        properties = json.loads(o.iceberg_catalog_config)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--iceberg_catalog_config is not JSON: {exc}") from exc
+    if not isinstance(properties, dict):
+        raise ValueError("--iceberg_catalog_config must be a JSON object")
+    default = CatalogConfig.under(o.output_dir)
+    catalog = CatalogConfig(
+        uri=o.iceberg_catalog_uri or default.uri,
+        warehouse=o.iceberg_warehouse or default.warehouse,
+        properties=tuple(sorted((str(k), str(v)) for k, v in properties.items())),
+    )
+    return IcebergSinkConfig(catalog, commit_interval_s=o.warehouse_commit_interval_s)
+
+
 def config_from_options(options: PipelineOptions) -> JobConfig:
     o = options.view_as(StreamingJobOptions)
     streaming = bool(options.view_as(StandardOptions).streaming)
@@ -445,4 +496,5 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             topic=o.transcripts_topic,
             client_config=client,
         ),
+        warehouse=warehouse_config(o),
     )

@@ -31,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import RunnerLost, runner_options, wait_until_finish
 from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
-from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS
+from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS, Table
 from transforms.aggregate import AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
 from transforms.asr.transcribe import Transcribe
@@ -39,6 +39,8 @@ from transforms.audit import AuditLateness
 from transforms.core.lifecycle import INCOMPLETE_COUNTER
 from transforms.decode import DecodeAndValidate, GroupChunks
 from transforms.io.commit import CommitOffsets
+from transforms.io.iceberg import ensure_tables
+from transforms.io.iceberg_sink import CommitToIceberg
 from transforms.io.kafka_sink import PublishTranscripts
 from transforms.io.kafka_source import ReadAudioChunks
 from transforms.io.parquet_sink import WriteTable
@@ -75,9 +77,7 @@ def build_pipeline(
             TRANSCRIPTS, window_s=cfg.validate_window_s
         )
         quarantined.append(checked.quarantine)
-        written = checked.valid | "WriteTranscripts" >> WriteTable(
-            TRANSCRIPTS, cfg.output_dir, emit_written=True
-        )
+        written = checked.valid | "WriteTranscripts" >> _write(TRANSCRIPTS, cfg, emit_written=True)
         asr_failures = (transcribed["dead_letter"], analyzed["dead_letter"]) | (
             "FlattenAsrFailures" >> beam.Flatten()
         )
@@ -101,7 +101,7 @@ def build_pipeline(
         CALLS, window_s=cfg.validate_window_s, live_window_s=cfg.validate_live_window_s
     )
     quarantined.append(checked_calls.quarantine)
-    calls = checked_calls.valid | "WriteCalls" >> WriteTable(CALLS, cfg.output_dir)
+    calls = checked_calls.valid | "WriteCalls" >> _write(CALLS, cfg)
     failures += [aggregated.dead_letter, calls.dead_letter]
     if source_dead_letters is not None:
         failures.append(source_dead_letters)
@@ -111,15 +111,13 @@ def build_pipeline(
         | "ValidateDeadLetters" >> ValidateRows(DEAD_LETTERS, window_s=cfg.validate_window_s)
     )
     quarantined.append(checked_letters.quarantine)
-    dead_letters = checked_letters.valid | "WriteDeadLetters" >> WriteTable(
-        DEAD_LETTERS, cfg.output_dir
-    )
+    dead_letters = checked_letters.valid | "WriteDeadLetters" >> _write(DEAD_LETTERS, cfg)
     checked_held = (
         quarantined
         | "FlattenQuarantine" >> beam.Flatten()
         | "ValidateQuarantine" >> ValidateRows(QUARANTINE, window_s=cfg.validate_window_s)
     )
-    held = checked_held.valid | "WriteQuarantine" >> WriteTable(QUARANTINE, cfg.output_dir)
+    held = checked_held.valid | "WriteQuarantine" >> _write(QUARANTINE, cfg)
     if cfg.commit is not None:
         _ = (
             (calls.acks, dead_letters.acks, held.acks)
@@ -128,6 +126,14 @@ def build_pipeline(
         )
     if cfg.audit_lateness:
         _ = decoded.chunks | "AuditLateness" >> AuditLateness(cfg.output_dir)
+
+
+def _write(table: Table, cfg: JobConfig, emit_written: bool = False) -> beam.PTransform:
+    """The sink of ``table``: Parquet files under the output directory, or Iceberg commits
+    (``--warehouse=iceberg``). Both output ``acks``, ``dead_letter`` and ``written``."""
+    if cfg.warehouse is None:
+        return WriteTable(table, cfg.output_dir, emit_written=emit_written)
+    return CommitToIceberg(table.name, cfg.warehouse, emit_written=emit_written)
 
 
 def make_pipeline(argv: Sequence[str]) -> tuple[beam.Pipeline, JobConfig]:
@@ -190,6 +196,15 @@ def preflight(cfg: JobConfig) -> None:
             Path(path).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RuntimeError(f"cannot create {path}: {exc.strerror}") from exc
+    if cfg.warehouse is not None:
+        try:  # made or evolved here, once, before the workers open it
+            ensure_tables(cfg.warehouse.catalog)
+        except Exception as exc:  # noqa: BLE001 - any catalog failure is a setup error
+            raise RuntimeError(
+                f"cannot open the Iceberg catalog {cfg.warehouse.catalog.uri} "
+                f"({type(exc).__name__}: {exc}); check --iceberg_catalog_uri, "
+                "--iceberg_warehouse and --iceberg_catalog_config"
+            ) from exc
 
 
 def _tls_refusal(

@@ -10,23 +10,58 @@ from pathlib import Path
 from typing import Any
 
 from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
+from transforms.io.iceberg import CatalogConfig, load_catalog
 
 
 def _glob(root: str | Path, table: str) -> str:
     return str(Path(root) / table / "**" / "*.parquet")  # dt=…/hour=…/
 
 
-def _has_files(root: str | Path, table: str) -> bool:
-    return any((Path(root) / table).rglob("*.parquet"))
+def _iceberg_catalog(root: str | Path) -> CatalogConfig | None:
+    """The warehouse's default Iceberg catalog under ``root``, if the job wrote one."""
+    cfg = CatalogConfig.under(str(root))
+    return cfg if Path(cfg.uri.removeprefix("sqlite:///")).is_file() else None
+
+
+def _iceberg_table(root: str | Path, table: str) -> Any | None:
+    cfg = _iceberg_catalog(root)
+    if cfg is None:
+        return None
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        tbl = load_catalog(cfg).load_table(f"{cfg.namespace}.{table}")
+    except NoSuchTableError:
+        return None
+    return tbl if tbl.current_snapshot() is not None else None
+
+
+def _source(root: str | Path, table: str) -> str | None:
+    """The DuckDB table expression of ``table`` under ``root`` (Iceberg tables when the job
+    wrote them, else the Parquet files); None while it has no rows."""
+    tbl = _iceberg_table(root, table)
+    if tbl is not None:
+        return f"iceberg_scan('{tbl.metadata_location}')"
+    if any((Path(root) / table).rglob("*.parquet")):
+        return f"read_parquet('{_glob(root, table)}', hive_partitioning = true)"
+    return None
+
+
+_CONNECTION: list[Any] = []
 
 
 def _relation(sql: str) -> Any:
-    import duckdb
-
-    rel = duckdb.sql(sql)
+    if not _CONNECTION:
+        _CONNECTION.append(iceberg_duckdb())
+    rel = _CONNECTION[0].sql(sql)
     if rel is None:
         raise ValueError(f"not a query: {sql}")
     return rel
+
+
+def _rows(sql: str) -> list[dict[str, Any]]:
+    rel = _relation(sql)
+    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
 
 
 def query(sql: str) -> list[tuple[Any, ...]]:
@@ -35,50 +70,45 @@ def query(sql: str) -> list[tuple[Any, ...]]:
 
 def final_calls(root: str | Path) -> list[dict[str, Any]]:
     """Latest final row per call (the documented consumer query)."""
-    if not _has_files(root, CALLS.name):
+    src = _source(root, CALLS.name)
+    if src is None:
         return []
-    rel = _relation(
-        f"""SELECT * FROM read_parquet('{_glob(root, CALLS.name)}', hive_partitioning = true)
-            WHERE is_final
+    return _rows(
+        f"""SELECT * FROM {src} WHERE is_final
             QUALIFY row_number() OVER (PARTITION BY call_id ORDER BY version DESC) = 1
             ORDER BY call_id"""
     )
-    cols = rel.columns
-    return [dict(zip(cols, r, strict=True)) for r in rel.fetchall()]
 
 
 def final_file_names(root: str | Path) -> frozenset[str]:
-    """The names of the calls table's final row files (``<call>.v<version>.final.parquet``)."""
+    """What changes when a final row comes: the names of the calls table's final row files
+    (``<call>.v<version>.final.parquet``), or the Iceberg table's current snapshot."""
+    tbl = _iceberg_table(root, CALLS.name)
+    if tbl is not None:
+        return frozenset([str(tbl.current_snapshot().snapshot_id)])
     return frozenset(f.name for f in (Path(root) / CALLS.name).rglob("*.final.parquet"))
 
 
 def all_call_rows(root: str | Path) -> list[dict[str, Any]]:
-    if not _has_files(root, CALLS.name):
-        return []
-    rel = _relation(
-        f"SELECT * FROM read_parquet('{_glob(root, CALLS.name)}', hive_partitioning = true)"
-    )
-    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    src = _source(root, CALLS.name)
+    return [] if src is None else _rows(f"SELECT * FROM {src}")
 
 
 def duplicate_final_rows(root: str | Path) -> list[tuple[Any, ...]]:
     """(call_id, version, rows) of every final (call, version) stored more than once: the
     warehouse's key; the README's consumer check."""
-    if not _has_files(root, CALLS.name):
+    src = _source(root, CALLS.name)
+    if src is None:
         return []
     return query(
-        f"SELECT call_id, version, count(*) FROM read_parquet('{_glob(root, CALLS.name)}', "
-        "hive_partitioning = true) WHERE is_final GROUP BY call_id, version HAVING count(*) > 1"
+        f"SELECT call_id, version, count(*) FROM {src} "
+        "WHERE is_final GROUP BY call_id, version HAVING count(*) > 1"
     )
 
 
 def dead_letters(root: str | Path) -> list[dict[str, Any]]:
-    if not _has_files(root, DEAD_LETTERS.name):
-        return []
-    rel = _relation(
-        f"SELECT * FROM read_parquet('{_glob(root, DEAD_LETTERS.name)}', hive_partitioning = true)"
-    )
-    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    src = _source(root, DEAD_LETTERS.name)
+    return [] if src is None else _rows(f"SELECT * FROM {src}")
 
 
 def wait_for_final_calls(
@@ -118,13 +148,10 @@ def wait_for_final_calls(
 
 def transcripts(root: str | Path) -> list[dict[str, Any]]:
     """Every transcript row, in (call, start) order."""
-    if not _has_files(root, TRANSCRIPTS.name):
+    src = _source(root, TRANSCRIPTS.name)
+    if src is None:
         return []
-    rel = _relation(
-        f"SELECT * FROM read_parquet('{_glob(root, TRANSCRIPTS.name)}', hive_partitioning = true)"
-        " ORDER BY call_id, start_ms, channel"
-    )
-    return [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    return _rows(f"SELECT * FROM {src} ORDER BY call_id, start_ms, channel")
 
 
 # --- Iceberg tables -------------------------------------------------------------------------

@@ -15,6 +15,14 @@ each table's own acknowledgements are always in its own latest summary, so the u
 none. The acknowledgements are emitted after the commit, as the Parquet sink does after its
 rename, for ``CommitOffsets``.
 
+Rows are written once. Before a commit the committer reads, from the days the batch falls in,
+the rows of the batch's calls, and keys them as the Parquet sink names its files
+(``row_file_name``): a row already there is not written again (a replay after a restart), a
+stored transcript flows on in place of a re-decoded one, and a final call row whose key holds
+other content stays as published (the new one becomes a ``conflicting_final_row`` dead
+letter). Outputs: the acknowledgements (main), ``dead_letter`` and, with ``emit_written``,
+``written``: each row once it is committed.
+
 Data files of a commit that never happened (the job died between writing and committing)
 are in no snapshot: no reader sees them.
 """
@@ -38,14 +46,22 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Duration, Timestamp
 
-from schemas.iceberg import BY_NAME, to_arrow_table
+from schemas.iceberg import BY_NAME, EVENT_TS, to_arrow_table
 from schemas.records import Checkpoint, OffsetAck
-from schemas.tables import CALLS, SCORECARD_ANSWERS
+from schemas.tables import CALLS, SCORECARD_ANSWERS, TRANSCRIPTS, from_arrow_row
 from transforms.io.commit import advance
 from transforms.io.iceberg import CatalogConfig, append, ensure_tables
-from transforms.io.parquet_sink import row_and_acks, scorecard_answer_rows
+from transforms.io.parquet_sink import (
+    DEAD_LETTER_TAG,
+    WRITTEN_TAG,
+    conflicting_final,
+    row_and_acks,
+    row_file_name,
+    scorecard_answer_rows,
+)
 
 _NS: Final = "callqa.iceberg"
+_DAY_MS: Final = 86_400_000
 #: The snapshot-summary property that holds the delivery ledger.
 LEDGER_PROPERTY: Final = "callqa.ledger"
 Ledger = dict[tuple[str, int], Checkpoint]
@@ -126,8 +142,9 @@ class CommitRowsFn(beam.DoFn):
     COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
     FLUSH = TimerSpec("flush", TimeDomain.REAL_TIME)
 
-    def __init__(self, cfg: IcebergSinkConfig) -> None:
+    def __init__(self, cfg: IcebergSinkConfig, emit_written: bool = False) -> None:
         self._cfg = cfg
+        self._emit_written = emit_written
         self._tables: dict[str, Any] = {}
 
     def setup(self) -> None:
@@ -139,7 +156,7 @@ class CommitRowsFn(beam.DoFn):
         buffer: Any = beam.DoFn.StateParam(BUFFER),
         count: Any = beam.DoFn.StateParam(COUNT),
         flush: Any = beam.DoFn.TimerParam(FLUSH),
-    ) -> Iterator[OffsetAck]:
+    ) -> Iterator[Any]:
         table_name, item = element
         waiting = count.read() or 0
         if waiting == 0:
@@ -154,25 +171,45 @@ class CommitRowsFn(beam.DoFn):
         self,
         buffer: Any = beam.DoFn.StateParam(BUFFER),
         count: Any = beam.DoFn.StateParam(COUNT),
-    ) -> Iterator[OffsetAck]:
+    ) -> Iterator[Any]:
         yield from self._commit(buffer, count)
 
-    def _commit(self, buffer: Any, count: Any) -> Iterator[OffsetAck]:
+    def _commit(self, buffer: Any, count: Any) -> Iterator[Any]:
         items = list(buffer.read())
         buffer.clear()
         count.clear()
         if not items:
             return
         table_name = items[0][0]
+        tbl = self._tables[table_name].refresh()
         unpacked = [row_and_acks(table_name, item) for _, item in items]
-        rows = [row for row, _ in unpacked]
-        acks = [ack for _, row_acks in unpacked for ack in row_acks]
-        if table_name == CALLS.name:  # the answers are durable before their rows
-            answers = [a for r in rows for a in scorecard_answer_rows(r)]
-            if answers:
-                self._append(SCORECARD_ANSWERS.name, answers, [])
-        self._append(table_name, rows, acks)
+        stored = stored_rows(tbl, table_name, [row for row, _ in unpacked])
+        new_rows: list[Any] = []
+        written: list[Any] = []
+        acks: list[OffsetAck] = []
+        for row, row_acks in unpacked:
+            acks.extend(row_acks)
+            key = row_file_name(table_name, row)
+            existing = stored.get(key)
+            if existing is None:
+                stored[key] = row  # twice in one batch: written once
+                new_rows.append(row)
+                written.append(row)
+            elif table_name == TRANSCRIPTS.name:
+                written.append(existing)  # the stored transcript flows on
+            elif getattr(row, "is_final", False) and existing != row:
+                Metrics.counter(_NS, "final_row_conflicts").inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, conflicting_final(row, existing))
+        if new_rows or acks:
+            if table_name == CALLS.name:  # the answers are durable before their rows
+                answers = [a for r in new_rows for a in scorecard_answer_rows(r)]
+                if answers:
+                    self._append(SCORECARD_ANSWERS.name, answers, [])
+            self._append(table_name, new_rows, acks)
         yield from acks
+        if self._emit_written:
+            for row in written:
+                yield beam.pvalue.TaggedOutput(WRITTEN_TAG, row)
 
     def _append(self, table_name: str, rows: list[Any], acks: list[OffsetAck]) -> None:
         others = (t.refresh() for name, t in self._tables.items() if name != table_name)
@@ -187,19 +224,47 @@ class CommitRowsFn(beam.DoFn):
         Metrics.counter(_NS, f"{table_name}_rows").inc(len(rows))
 
 
-class CommitToIceberg(beam.PTransform):
-    """Rows of one table (as ``WriteTable`` takes them) → Iceberg commits; outputs the
-    ``OffsetAck``s each commit made durable."""
+def stored_rows(tbl: Any, table_name: str, rows: list[Any]) -> dict[str, Any]:
+    """The rows of ``tbl`` that could share a key with ``rows`` (same calls, same days), by
+    key (``row_file_name``)."""
+    import pyiceberg.expressions
 
-    def __init__(self, table_name: str, cfg: IcebergSinkConfig) -> None:
+    ex: Any = pyiceberg.expressions  # its pydantic signatures confuse mypy: (term, literal)
+    table = BY_NAME[table_name]
+    if tbl.current_snapshot() is None or not rows:
+        return {}
+    ids = sorted({r.call_id for r in rows if r.call_id is not None})
+    by_call = ex.Or(ex.In("call_id", ids), ex.IsNull("call_id")) if ids else ex.IsNull("call_id")
+    times = [table.event_ms(r) for r in rows]
+    if None not in times:
+        days = [ms // _DAY_MS for ms in times if ms is not None]
+        start, end = min(days) * _DAY_MS * 1000, (max(days) + 1) * _DAY_MS * 1000
+        when = ex.And(ex.GreaterThanOrEqual(EVENT_TS, start), ex.LessThan(EVENT_TS, end))
+        by_call = ex.And(by_call, when)
+    found = tbl.scan(row_filter=by_call).to_arrow().drop([EVENT_TS]).to_pylist()
+    records = (from_arrow_row(table.table.record_type, r) for r in found)
+    return {row_file_name(table_name, r): r for r in records}
+
+
+class CommitToIceberg(beam.PTransform):
+    """Rows of one table (as ``WriteTable`` takes them) → Iceberg commits. Outputs as
+    ``WriteTable``'s: ``acks`` (what each commit made durable), ``dead_letter`` (write-once
+    conflicts) and, with ``emit_written``, ``written``."""
+
+    def __init__(self, table_name: str, cfg: IcebergSinkConfig, emit_written: bool = False) -> None:
         super().__init__()
         self._table_name = table_name
         self._cfg = cfg
+        self._emit_written = emit_written
 
-    def expand(self, rows: beam.PCollection[Any]) -> beam.PCollection[OffsetAck]:
+    def expand(self, rows: beam.PCollection[Any]) -> beam.pvalue.DoOutputsTuple:
         name = self._table_name
+        tags = (DEAD_LETTER_TAG, WRITTEN_TAG) if self._emit_written else (DEAD_LETTER_TAG,)
         return (
             rows
             | f"KeyBy_{name}" >> beam.Map(lambda r: (name, r))
-            | f"Commit_{name}" >> beam.ParDo(CommitRowsFn(self._cfg)).with_output_types(OffsetAck)
+            | f"Commit_{name}"
+            >> beam.ParDo(CommitRowsFn(self._cfg, self._emit_written)).with_outputs(
+                *tags, main="acks"
+            )
         )
