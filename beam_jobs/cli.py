@@ -36,6 +36,44 @@ def _kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warehouse(args: argparse.Namespace) -> int:
+    import json
+
+    from beam_jobs.warehouse import duckdb_setup_sql, iceberg_duckdb
+    from transforms.io.iceberg import CatalogConfig
+
+    default = CatalogConfig.under(args.output_dir)
+    cfg = CatalogConfig(
+        uri=args.catalog_uri or default.uri,
+        warehouse=args.warehouse_location or default.warehouse,
+        properties=tuple(sorted(json.loads(args.catalog_config).items())),
+    )
+    if args.action == "duckdb":
+        setup = duckdb_setup_sql(cfg)
+        if args.c is None:
+            print(setup)
+            return 0
+        con = iceberg_duckdb()
+        con.execute(setup)
+        rel = con.sql(args.c)
+        if rel is not None:
+            print("\t".join(rel.columns))
+            for row in rel.fetchall():
+                print("\t".join("" if v is None else str(v) for v in row))
+        return 0
+    from transforms.io.iceberg_maintenance import maintain
+
+    reports = maintain(cfg, args.older_than_h * 3600, args.orphan_grace_min * 60, args.min_files)
+    print(f"{'table':<18}{'files':>14}{'snapshots':>14}{'days compacted':>16}{'orphans':>9}")
+    for r in reports:
+        files, snaps = (
+            f"{r.files_before} → {r.files_after}",
+            f"{r.snapshots_before} → {r.snapshots_after}",
+        )
+        print(f"{r.table:<18}{files:>14}{snaps:>14}{r.days_compacted:>16}{r.orphans_removed:>9}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from beam_jobs.services.models import install_embedded_whisper
 
@@ -203,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--topic", default="callqa.audio-chunks.v1")
     k.add_argument("--partitions", type=int, default=4)
     k.set_defaults(func=_kafka)
+
+    w = sub.add_parser("warehouse", help="the Iceberg tables: `duckdb` to query, `maintain`")
+    w.add_argument("action", choices=["duckdb", "maintain"])
+    w.add_argument("--output_dir", default="out", help="the job's --output_dir")
+    w.add_argument("--catalog_uri", default="", help="as the job's --iceberg_catalog_uri")
+    w.add_argument("--warehouse_location", default="", help="as the job's --iceberg_warehouse")
+    w.add_argument("--catalog_config", default="{}", help="as --iceberg_catalog_config")
+    w.add_argument("-c", default=None, help="duckdb: run this SQL (views: calls, transcripts, …)")
+    w.add_argument("--older_than_h", type=float, default=168, help="maintain: expire snapshots")
+    w.add_argument("--orphan_grace_min", type=float, default=60, help="maintain: spare newer")
+    w.add_argument("--min_files", type=int, default=2, help="maintain: compact days with this many")
+    w.set_defaults(func=_warehouse)
 
     m = sub.add_parser("models", help="ASR models: `install` prepares the embedded one")
     m.add_argument("action", choices=["install"])

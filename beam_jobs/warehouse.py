@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from schemas.iceberg import ICEBERG_TABLES
 from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
 from transforms.io.iceberg import CatalogConfig, load_catalog
 
@@ -179,3 +180,26 @@ def iceberg_duckdb() -> Any:
     )
     con.execute("LOAD iceberg")
     return con
+
+
+def duckdb_setup_sql(cfg: CatalogConfig) -> str:
+    """SQL that makes a DuckDB 1.4.4 session read the warehouse: the extension directory of
+    the PyPI packages, ``LOAD iceberg``, one view per table over its current snapshot."""
+    lines = [
+        f"SET extension_directory = '{duckdb_extension_directory()}';",
+        "LOAD iceberg;",
+    ]
+    catalog = load_catalog(cfg)
+    for name in (t.name for t in ICEBERG_TABLES):
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            tbl = catalog.load_table(f"{cfg.namespace}.{name}")
+        except NoSuchTableError:
+            continue
+        if tbl.current_snapshot() is not None:
+            lines.append(
+                f"CREATE OR REPLACE VIEW {name} AS "
+                f"SELECT * FROM iceberg_scan('{tbl.metadata_location}');"
+            )
+    return "\n".join(lines)

@@ -10,7 +10,10 @@ the usual environment variables).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -110,6 +113,26 @@ def _ensure_tables(cfg: CatalogConfig, catalog: Any) -> dict[str, Any]:
 
 def append(tbl: Any, rows: pa.Table, summary: dict[str, str]) -> int:
     """Append ``rows`` in one commit whose snapshot summary carries ``summary``; the new
-    snapshot's id."""
-    tbl.append(rows, snapshot_properties=summary)
+    snapshot's id. The data files are written first, then the catalog commit makes them part
+    of the table: a process that dies between the two leaves files no snapshot lists."""
+    txn = tbl.transaction()
+    txn.append(rows, snapshot_properties=summary)
+    if rows.num_rows:  # data files written, not yet part of the table
+        failpoint("iceberg_before_commit")
+    txn.commit_transaction()
     return int(tbl.current_snapshot().snapshot_id)
+
+
+#: Failpoints hit so far in this process, by name.
+_HITS: Final[Counter[str]] = Counter()
+
+
+def failpoint(name: str) -> None:
+    """Test hook: ``CALLQA_FAILPOINT=<name>:<n>`` kills this process with SIGKILL the n-th time
+    it passes ``name`` (as a crash would); unset, nothing happens."""
+    spec = os.environ.get("CALLQA_FAILPOINT", "")
+    if not spec.startswith(f"{name}:"):
+        return
+    _HITS[name] += 1
+    if _HITS[name] >= int(spec.rsplit(":", 1)[1]):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -4,6 +4,7 @@ same rows through pyiceberg and DuckDB's iceberg extension, and schema evolution
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,12 @@ from schemas.iceberg import (
     to_arrow_table,
     to_iceberg_schema,
 )
-from schemas.records import dead_letter
+from schemas.records import Checkpoint, dead_letter
 from schemas.tables import TABLES, from_arrow_row
 from tests.records import T0, call_metrics, call_row
 from transforms.io.iceberg import CatalogConfig, append, ensure_tables, identifier, load_catalog
+from transforms.io.iceberg_maintenance import maintain
+from transforms.io.iceberg_sink import LEDGER_PROPERTY, table_ledger
 
 CALLS = BY_NAME["calls"]
 
@@ -105,3 +108,35 @@ def test_a_column_added_to_a_record_evolves_the_table_and_old_snapshots_still_re
     assert con.execute(
         f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}')"
     ).fetchall() == [(2,)]
+
+
+def test_maintain_compacts_days_keeps_the_ledger_and_removes_orphans(cfg: CatalogConfig) -> None:
+    tables = ensure_tables(cfg)
+    for i in range(4):  # four commits on one day: four small files
+        rows = [call_row(call_id=f"m-{i}")]
+        append(
+            tables["calls"],
+            to_arrow_table(CALLS, rows),
+            {LEDGER_PROPERTY: f'{{"t:0":{{"frontier":{i + 1},"acked":[]}}}}'},
+        )
+    # a data file no snapshot lists: a commit that never happened
+    data_dir = Path(tables["calls"].location().removeprefix("file://")) / "data"
+    orphan = data_dir / "orphan-00000.parquet"
+    shutil.copy(next(data_dir.rglob("*.parquet")), orphan)
+
+    (calls_report,) = [
+        r for r in maintain(cfg, older_than_s=0, orphan_grace_s=0) if r.table == "calls"
+    ]
+    assert (calls_report.files_before, calls_report.files_after) == (4, 1)
+    assert calls_report.days_compacted == 1
+    assert calls_report.snapshots_after == 1
+    assert calls_report.orphans_removed >= 1 and not orphan.exists()
+    tbl = load_catalog(cfg).load_table(identifier(cfg, CALLS))
+    assert sorted(tbl.scan().to_arrow().column("call_id").to_pylist()) == [
+        f"m-{i}" for i in range(4)
+    ]
+    assert table_ledger(tbl) == {("t", 0): Checkpoint(4, ())}  # carried over
+    con = iceberg_duckdb()
+    assert con.execute(
+        f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}')"
+    ).fetchall() == [(4,)]

@@ -1,0 +1,111 @@
+"""The streaming job writing Iceberg tables (``--warehouse=iceberg``), killed between writing
+a commit's data files and committing them (``CALLQA_FAILPOINT``, a SIGKILL at that point):
+the files it left are in no snapshot, so no reader sees them; started again, the job writes
+every call once (0 lost, 0 duplicated); ``callqa warehouse maintain`` then deletes the
+orphans, and ``callqa warehouse duckdb`` queries the tables."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from beam_jobs import warehouse
+from beam_jobs.bench.capacity import start_job, stop_job
+from beam_jobs.cli import main
+from beam_jobs.demo.producer import synthetic_call
+from tests.integration.harness import (
+    assert_each_call_once,
+    job_args,
+    kill_job_process,
+    produce_calls,
+)
+from transforms.io.iceberg import CatalogConfig, ensure_tables
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _orphans(out: Path) -> set[str]:
+    """Data files on disk that no snapshot of their table lists."""
+    found: set[str] = set()
+    for tbl in ensure_tables(CatalogConfig.under(str(out))).values():
+        data = Path(tbl.location().removeprefix("file://")) / "data"
+        on_disk = {str(p) for p in data.rglob("*.parquet")}
+        listed: set[str] = set()
+        if tbl.current_snapshot() is not None:
+            paths = tbl.inspect.all_data_files().column("file_path").to_pylist()
+            listed = {p.removeprefix("file://") for p in paths}
+        found |= on_disk - listed
+    return found
+
+
+def _visible_rows(out: Path) -> dict[str, tuple[int, int]]:
+    """Rows per table as pyiceberg and as DuckDB's iceberg extension read them."""
+    counts = {}
+    con = warehouse.iceberg_duckdb()
+    for name, tbl in ensure_tables(CatalogConfig.under(str(out))).items():
+        if tbl.current_snapshot() is None:
+            continue
+        duck = con.execute(f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}')")
+        counts[name] = (len(tbl.scan().to_arrow()), duck.fetchall()[0][0])
+    return counts
+
+
+def test_killed_between_write_and_commit_loses_and_shows_nothing(
+    kafka_bootstrap: str,
+    prism_location: str,
+    topic: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out, log = tmp_path / "out", tmp_path / "job.log"
+    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--inactivity_gap_s=3",
+                    "--live_interval_s=0", "--allowed_lateness_s=1", "--commit_interval_s=0.5",
+                    "--warehouse=iceberg", "--warehouse_commit_interval_s=1")  # fmt: skip
+    calls = [synthetic_call(f"ice-{i}", 3.0, seed=i) for i in range(8)]
+    # The calls table's first commit goes through, its second dies after writing its files.
+    monkeypatch.setenv("CALLQA_FAILPOINT", "iceberg_before_commit:2")
+    job = start_job(argv, log)
+    expected: dict[str, int] = {}
+
+    def produce(wave: list) -> None:
+        start_ms = int(time.time() * 1000) + 1000
+        expected.update(produce_calls(kafka_bootstrap, topic, wave, start_ms, 300))
+
+    try:
+        produce(calls[:4])
+        deadline = time.monotonic() + 120
+        while not warehouse.final_calls(out) and job.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        produce(calls[4:])  # read after the restart if the job is gone already
+        assert job.wait(timeout=120) == -9, log.read_text()[-3000:]  # died at the failpoint
+    finally:
+        kill_job_process(job)  # and Prism with it
+    monkeypatch.delenv("CALLQA_FAILPOINT")
+    orphans = _orphans(out)
+    assert orphans, "the failpoint left no written-but-uncommitted file"
+    seen = _visible_rows(out)
+    assert all(a == b for a, b in seen.values()), seen  # the orphans are read by neither
+    committed = {r["call_id"] for r in warehouse.final_calls(out)}
+    assert committed and committed < set(expected), committed
+
+    job = start_job(argv, log)
+    try:
+        warehouse.wait_for_final_calls(out, expected, timeout_s=180)
+    finally:
+        stop_job(job)
+    text = log.read_text()
+    assert_each_call_once(out, expected, text)
+    assert "Traceback" not in text.split("iceberg_before_commit")[-1], text[-3000:]
+
+    before = _visible_rows(out)
+    assert main(["warehouse", "maintain", f"--output_dir={out}", "--orphan_grace_min=0"]) == 0
+    assert not (orphans & _orphans(out)), "maintain left the orphans"
+    assert _visible_rows(out) == before
+    capsys.readouterr()
+    sql = "SELECT count(*) AS n FROM calls WHERE is_final"
+    assert main(["warehouse", "duckdb", f"--output_dir={out}", "-c", sql]) == 0
+    assert capsys.readouterr().out.split() == ["n", str(len(calls))]
