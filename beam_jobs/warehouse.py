@@ -37,12 +37,19 @@ def _iceberg_table(root: str | Path, table: str) -> Any | None:
     return tbl if tbl.current_snapshot() is not None else None
 
 
+def iceberg_scan(root: str | Path, table: str) -> str | None:
+    """``iceberg_scan('<metadata.json>')`` of ``table`` when the job wrote Iceberg tables under
+    ``root`` and this one has rows (DuckDB needs the iceberg extension: ``iceberg_duckdb``)."""
+    tbl = _iceberg_table(root, table)
+    return None if tbl is None else f"iceberg_scan('{tbl.metadata_location}')"
+
+
 def _source(root: str | Path, table: str) -> str | None:
     """The DuckDB table expression of ``table`` under ``root`` (Iceberg tables when the job
     wrote them, else the Parquet files); None while it has no rows."""
-    tbl = _iceberg_table(root, table)
-    if tbl is not None:
-        return f"iceberg_scan('{tbl.metadata_location}')"
+    scan = iceberg_scan(root, table)
+    if scan is not None:
+        return scan
     if any((Path(root) / table).rglob("*.parquet")):
         return f"read_parquet('{_glob(root, table)}', hive_partitioning = true)"
     return None

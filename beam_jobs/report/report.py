@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from beam_jobs import warehouse
 from schemas.tables import CALLS, TRANSCRIPTS
 from transforms.core.text_analytics import sentiment_label, top_keywords_across
 
@@ -63,7 +64,11 @@ class ReportSummary:
 
 
 def _scan(root: Path, table: str) -> str | None:
-    """A DuckDB ``read_parquet`` over every file of ``table`` (any partition depth), or None."""
+    """The Iceberg table (``--warehouse=iceberg``), else a DuckDB ``read_parquet`` over every
+    file of ``table`` (any partition depth); None without rows."""
+    iceberg = warehouse.iceberg_scan(root, table)
+    if iceberg is not None:
+        return iceberg
     if not any((root / table).glob("**/*.parquet")):
         return None
     glob = str(root / table / "**" / "*.parquet").replace("'", "''")
@@ -87,7 +92,7 @@ def _final_calls(root: Path) -> str:
 
 
 def _check_warehouse(root: Path) -> None:
-    if not (root / CALLS.name).is_dir():
+    if not (root / CALLS.name).is_dir() and warehouse.iceberg_scan(root, CALLS.name) is None:
         raise FileNotFoundError(
             f"no warehouse at {root} (no {CALLS.name}/ directory): pass the job's --output_dir."
         )
@@ -97,14 +102,13 @@ def data_date_range(root: str | Path) -> tuple[date, date] | None:
     """The first and last UTC day on which a final call starts, or None without calls."""
     _check_warehouse(Path(root))
     sql = f"SELECT min(start_ms), max(start_ms) FROM {_final_calls(Path(root))}"
-    lo, hi = _connect().sql(sql).fetchall()[0]
+    con = _connect()
+    lo, hi = con.sql(sql).fetchall()[0]
     return None if lo is None else (_day(lo), _day(hi))
 
 
 def _connect() -> Any:
-    import duckdb
-
-    return duckdb.connect()  # a private in-memory database, not the module's shared one
+    return warehouse.iceberg_duckdb()  # private and in-memory, with the iceberg extension
 
 
 def _day(ms: int) -> date:

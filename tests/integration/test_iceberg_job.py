@@ -2,11 +2,12 @@
 a commit's data files and committing them (``CALLQA_FAILPOINT``, a SIGKILL at that point):
 the files it left are in no snapshot, so no reader sees them; started again, the job writes
 every call once (0 lost, 0 duplicated); ``callqa warehouse maintain`` then deletes the
-orphans, and ``callqa warehouse duckdb`` queries the tables."""
+orphans, ``callqa warehouse duckdb`` queries the tables, and the report reads them."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
 from beam_jobs.cli import main
 from beam_jobs.demo.producer import synthetic_call
+from beam_jobs.report.report import build_report
 from tests.integration.harness import (
     assert_each_call_once,
     job_args,
@@ -109,3 +111,7 @@ def test_killed_between_write_and_commit_loses_and_shows_nothing(
     sql = "SELECT count(*) AS n FROM calls WHERE is_final"
     assert main(["warehouse", "duckdb", f"--output_dir={out}", "-c", sql]) == 0
     assert capsys.readouterr().out.split() == ["n", str(len(calls))]
+    # the report reads the Iceberg tables too
+    day = datetime.now(UTC).date()
+    summary = build_report(out, day - timedelta(days=1), day + timedelta(days=1), tmp_path / "r")
+    assert summary.summary["total_calls"] == len(calls)
