@@ -26,6 +26,7 @@ shown=()
 for arg in "$@"; do
   case "$arg" in
     --kafka_client_config=*) shown+=("--kafka_client_config=(hidden)") ;;
+    --iceberg_catalog_config=*) shown+=("--iceberg_catalog_config=(hidden)") ;;
     *) shown+=("$arg") ;;
   esac
 done
