@@ -37,16 +37,11 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _warehouse(args: argparse.Namespace) -> int:
-    import json
-
+    from beam_jobs.config import catalog_config
     from beam_jobs.warehouse import duckdb_setup_sql, iceberg_duckdb
-    from transforms.io.iceberg import CatalogConfig
 
-    default = CatalogConfig.under(args.output_dir)
-    cfg = CatalogConfig(
-        uri=args.catalog_uri or default.uri,
-        warehouse=args.warehouse_location or default.warehouse,
-        properties=tuple(sorted(json.loads(args.catalog_config).items())),
+    cfg = catalog_config(
+        args.output_dir, args.catalog_uri, args.warehouse_location, args.catalog_config
     )
     if args.action == "duckdb":
         setup = duckdb_setup_sql(cfg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -420,22 +420,35 @@ def validate_live_window_s(o: StreamingJobOptions, window_s: float) -> float | N
     return max(float(live_s), window_s)
 
 
+def json_object(text: str, flag: str) -> dict[str, Any]:
+    """The value of a JSON-object option, or one sentence naming ``flag``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object")
+    return value
+
+
+def catalog_config(output_dir: str, uri: str, warehouse: str, properties: str) -> CatalogConfig:
+    """The Iceberg catalog from the options (empty: SQLite and files under ``output_dir``)."""
+    default = CatalogConfig.under(output_dir)
+    props = json_object(properties, "--iceberg_catalog_config")
+    return CatalogConfig(
+        uri=uri or default.uri,
+        warehouse=warehouse or default.warehouse,
+        properties=tuple(sorted((str(k), str(v)) for k, v in props.items())),
+    )
+
+
 def warehouse_config(o: StreamingJobOptions) -> IcebergSinkConfig | None:
     """``--warehouse=iceberg``: the catalog (default: SQLite and files under the output
     directory) and the commit interval."""
     if o.warehouse == "parquet":
         return None
-    try:
-        properties = json.loads(o.iceberg_catalog_config)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--iceberg_catalog_config is not JSON: {exc}") from exc
-    if not isinstance(properties, dict):
-        raise ValueError("--iceberg_catalog_config must be a JSON object")
-    default = CatalogConfig.under(o.output_dir)
-    catalog = CatalogConfig(
-        uri=o.iceberg_catalog_uri or default.uri,
-        warehouse=o.iceberg_warehouse or default.warehouse,
-        properties=tuple(sorted((str(k), str(v)) for k, v in properties.items())),
+    catalog = catalog_config(
+        o.output_dir, o.iceberg_catalog_uri, o.iceberg_warehouse, o.iceberg_catalog_config
     )
     return IcebergSinkConfig(catalog, commit_interval_s=o.warehouse_commit_interval_s)
 
@@ -450,13 +463,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             "an unbounded Kafka read needs --streaming (or pass --bounded for a backfill)"
         )
     checkpoint_dir = o.checkpoint_dir or f"{o.output_dir.rstrip('/')}/_checkpoints"
-    try:
-        client_config = json.loads(o.kafka_client_config)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--kafka_client_config is not JSON: {exc}") from exc
-    if not isinstance(client_config, dict):
-        raise ValueError("--kafka_client_config must be a JSON object")
-    client = tuple(sorted(client_config.items()))
+    client = tuple(sorted(json_object(o.kafka_client_config, "--kafka_client_config").items()))
     asr = asr_options(o, bounded=o.bounded)
     window_s = validate_window_s(o)
     return JobConfig(
