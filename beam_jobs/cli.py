@@ -31,7 +31,7 @@ def _kafka(args: argparse.Namespace) -> int:
         print(f"Kafka {broker.bootstrap_servers}: {'running' if up else 'stopped'}")
         return 0 if up else 3
     elif args.action == "create-topic":
-        created = create_topic(args.bootstrap_servers, args.topic, args.partitions)
+        created = create_topic(args.bootstrap_servers, args.topic, args.partitions, args.compact)
         print(f"topic {args.topic}: {'created' if created else 'exists'}")
     return 0
 
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--bootstrap-servers", default="127.0.0.1:19092")
     k.add_argument("--topic", default="callqa.audio-chunks.v1")
     k.add_argument("--partitions", type=int, default=4)
+    k.add_argument("--compact", action="store_true", help="cleanup.policy=compact (call state)")
     k.set_defaults(func=_kafka)
 
     w = sub.add_parser("warehouse", help="the Iceberg tables: `duckdb` to query, `maintain`")

@@ -112,6 +112,13 @@ class StreamingJobOptions(PipelineOptions):
             help="with --asr: Kafka topic for live transcripts (contract: "
             "schemas/transcript.v1.schema.json); 'off' publishes none",
         )
+        g.add_argument(
+            "--call_state_topic",
+            default="off",
+            help="compacted Kafka topic for each call's latest state, live and final (contract: "
+            "schemas/call_state.v1.schema.json); with --warehouse=iceberg live rows then go "
+            "there only, not to the calls table",
+        )
         g.add_argument("--asr_device", default="auto", choices=["auto", "cpu", "cuda"])
         g.add_argument(
             "--asr_model_precision",
@@ -281,6 +288,7 @@ class JobConfig:
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
     warehouse: IcebergSinkConfig | None = None  # None: Parquet files under output_dir
+    call_state_sink: TranscriptSinkConfig | None = None  # None: no call-state topic
     analyze: AnalyzeOptions = AnalyzeOptions()
     validate_window_s: float = 0.0  # > 0: rows checked per window of processing time
     validate_live_window_s: float | None = None  # live call rows' window (None: the same)
@@ -504,4 +512,11 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             client_config=client,
         ),
         warehouse=warehouse_config(o),
+        call_state_sink=None
+        if o.call_state_topic == "off"
+        else TranscriptSinkConfig(
+            bootstrap_servers=o.kafka_bootstrap_servers,
+            topic=o.call_state_topic,
+            client_config=client,
+        ),
     )

@@ -30,7 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
 from beam_jobs.runner import RunnerLost, runner_options, wait_until_finish
-from schemas.records import DeadLetter, KafkaRecord, QuarantineWithAck
+from schemas.records import CallRow, DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS, Table
 from transforms.aggregate import AggregateCalls
 from transforms.analyze import AnalyzeTranscripts
@@ -41,7 +41,7 @@ from transforms.decode import DecodeAndValidate, GroupChunks
 from transforms.io.commit import CommitOffsets
 from transforms.io.iceberg import ensure_tables
 from transforms.io.iceberg_sink import CommitToIceberg
-from transforms.io.kafka_sink import PublishTranscripts
+from transforms.io.kafka_sink import PublishCallState, PublishTranscripts
 from transforms.io.kafka_source import ReadAudioChunks
 from transforms.io.parquet_sink import WriteTable
 from transforms.segment import SegmentSpeech
@@ -101,7 +101,16 @@ def build_pipeline(
         CALLS, window_s=cfg.validate_window_s, live_window_s=cfg.validate_live_window_s
     )
     quarantined.append(checked_calls.quarantine)
-    calls = checked_calls.valid | "WriteCalls" >> _write(CALLS, cfg)
+    to_table = checked_calls.valid
+    if cfg.call_state_sink is not None:
+        failures.append(
+            checked_calls.valid
+            | "CallStates" >> beam.Map(lambda r: r.row).with_output_types(CallRow)
+            | "PublishCallState" >> PublishCallState(cfg.call_state_sink)
+        )
+        if cfg.warehouse is not None:  # live rows leave the warehouse for the topic
+            to_table = checked_calls.valid | "FinalRows" >> beam.Filter(lambda r: r.row.is_final)
+    calls = to_table | "WriteCalls" >> _write(CALLS, cfg)
     failures += [aggregated.dead_letter, calls.dead_letter]
     if source_dead_letters is not None:
         failures.append(source_dead_letters)
@@ -183,6 +192,8 @@ def preflight(cfg: JobConfig) -> None:
         needed = [(source.topic, "--kafka_topic")]
         if cfg.transcripts_sink is not None:
             needed.append((cfg.transcripts_sink.topic, "--transcripts_topic (or =off)"))
+        if cfg.call_state_sink is not None:
+            needed.append((cfg.call_state_sink.topic, "--call_state_topic (or =off)"))
         for topic, flag in needed:
             if topic not in topics:
                 raise RuntimeError(

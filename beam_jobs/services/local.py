@@ -313,8 +313,9 @@ def default_broker() -> KafkaBroker:
     return KafkaBroker(cache_dir() / "kafka-data")
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> bool:
-    """Create ``topic`` if it does not exist; True if it was created."""
+def create_topic(bootstrap: str, topic: str, partitions: int = 4, compact: bool = False) -> bool:
+    """Create ``topic`` if it does not exist; True if it was created. ``compact``: with
+    ``cleanup.policy=compact`` (a key's latest record is kept: the call-state topic)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -324,7 +325,10 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> bool:
         if topic in admin.list_topics():
             return False
         try:
-            admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            configs = {"cleanup.policy": "compact"} if compact else {}
+            new = NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                           topic_configs=configs)  # fmt: skip
+            admin.create_topics([new])
         except TopicAlreadyExistsError:
             return False
         deadline = time.monotonic() + 15

@@ -6,17 +6,22 @@ orphans, ``callqa warehouse duckdb`` queries the tables, and the report reads th
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jsonschema
 import pytest
+from kafka import KafkaConsumer
 
 from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
 from beam_jobs.cli import main
 from beam_jobs.demo.producer import synthetic_call
 from beam_jobs.report.report import build_report
+from beam_jobs.services.local import create_topic, unique_name
+from schemas.call_state_events import SCHEMA_PATH
 from tests.integration.harness import (
     assert_each_call_once,
     job_args,
@@ -115,3 +120,47 @@ def test_killed_between_write_and_commit_loses_and_shows_nothing(
     day = datetime.now(UTC).date()
     summary = build_report(out, day - timedelta(days=1), day + timedelta(days=1), tmp_path / "r")
     assert summary.summary["total_calls"] == len(calls)
+
+
+def test_live_rows_go_to_the_compacted_call_state_topic(
+    kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
+) -> None:
+    """With --warehouse=iceberg and --call_state_topic, live rows leave the warehouse: the
+    compacted topic gets every call's live states and then its final one (contract v1), the
+    calls table only final rows."""
+    out, log = tmp_path / "out", tmp_path / "job.log"
+    states = unique_name("callqa-call-state")
+    create_topic(kafka_bootstrap, states, partitions=2, compact=True)
+    argv = job_args(kafka_bootstrap, topic, out, prism_location, "--inactivity_gap_s=3",
+                    "--live_interval_s=1", "--allowed_lateness_s=1", "--warehouse=iceberg",
+                    "--warehouse_commit_interval_s=1",
+                    f"--call_state_topic={states}")  # fmt: skip
+    calls = [synthetic_call(f"state-{i}", 6.0, seed=i) for i in range(3)]
+    job = start_job(argv, log)
+    try:
+        expected = produce_calls(kafka_bootstrap, topic, calls, int(time.time() * 1000) + 1000, 300)
+        warehouse.wait_for_final_calls(out, expected, timeout_s=120)
+        time.sleep(2)
+    finally:
+        stop_job(job)
+    text = log.read_text()
+    assert_each_call_once(out, expected, text)
+    assert all(r["is_final"] for r in warehouse.all_call_rows(out))  # no live row in the table
+    consumer = KafkaConsumer(states, bootstrap_servers=kafka_bootstrap,
+                             auto_offset_reset="earliest", consumer_timeout_ms=5000)  # fmt: skip
+    try:
+        records = list(consumer)
+    finally:
+        consumer.close()
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    by_call: dict[str, list[dict]] = {}
+    for r in records:
+        event = json.loads(r.value)
+        validator.validate(event)
+        assert r.key.decode() == event["call_id"]
+        by_call.setdefault(event["call_id"], []).append(event)
+    assert set(by_call) == set(expected)
+    for call_id, events in by_call.items():
+        assert any(not e["is_final"] for e in events), call_id  # live states while open
+        last = max(events, key=lambda e: (e["is_final"], e["version"], e["last_offset"]))
+        assert last["is_final"] and last["chunk_count"] == expected[call_id]

@@ -1,9 +1,10 @@
-"""``PublishTranscripts``: final transcripts → the live-transcripts Kafka topic, as they come.
+"""``PublishTranscripts``: final transcripts → the live-transcripts Kafka topic, as they come;
+``PublishCallState``: call rows (live and final) → the compacted call-state topic.
 
-Keyed by call id (one call stays on one partition, in order), value per the transcript event
-contract v1 (``schemas/transcript_events.py``). Each bundle's sends are flushed in
-``finish_bundle``, so a bundle only completes once the broker has its records (at-least-once).
-A record the broker refuses becomes a dead letter.
+Keyed by call id (one call stays on one partition, in order), values per the event contracts
+(``schemas/transcript_events.py``, ``schemas/call_state_events.py``). Each bundle's sends are
+flushed in ``finish_bundle``, so a bundle only completes once the broker has its records
+(at-least-once). A record the broker refuses becomes a dead letter.
 
 While the broker is away (a restart, a failover) the bundle waits and retries
 (``BrokerWait``): records whose delivery failed are sent again, from the first failed one on,
@@ -21,7 +22,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
-from schemas.records import DeadLetter, Transcript, dead_letter
+from schemas.call_state_events import encode_call_state_event
+from schemas.records import CallRow, DeadLetter, Transcript, dead_letter
 from schemas.transcript_events import encode_transcript_event
 from transforms.io.kafka_client import (
     BrokerWait,
@@ -43,29 +45,39 @@ class TranscriptSinkConfig:
     send_timeout_s: float = 30.0
 
 
-def publish_failure(t: Transcript, topic: str, exc: BaseException) -> DeadLetter:
+def publish_failure(element: Transcript | CallRow, topic: str, exc: BaseException) -> DeadLetter:
+    what = "transcript" if isinstance(element, Transcript) else "call state"
     return dead_letter(
         STAGE,
         "publish_error",
         exc,
-        f"could not publish the transcript to {topic}: {exc}",
-        call_id=t.call_id,
-        event_time_ms=t.start_ms,
+        f"could not publish the {what} to {topic}: {exc}",
+        call_id=element.call_id,
+        event_time_ms=element.start_ms,
         topic=topic,
-        size_bytes=len(t.text.encode()),
+        size_bytes=len(element.text.encode()) if isinstance(element, Transcript) else None,
     )
 
 
-class PublishTranscriptFn(beam.DoFn):
-    """Sends each transcript; waits for the broker's acks at the end of the bundle."""
+_ENCODERS: Final = {
+    "transcripts": encode_transcript_event,
+    "call_states": encode_call_state_event,
+}
 
-    def __init__(self, cfg: TranscriptSinkConfig) -> None:
+
+class PublishTranscriptFn(beam.DoFn):
+    """Sends each element (a transcript, or with ``kind="call_states"`` a call row); waits for
+    the broker's acks at the end of the bundle. Metrics ``callqa.publish/<kind>_published``,
+    ``<kind>_failed``."""
+
+    def __init__(self, cfg: TranscriptSinkConfig, kind: str = "transcripts") -> None:
         self._cfg = cfg
+        self._encode: Any = _ENCODERS[kind]
         self._producer: Any = None
-        self._wait = BrokerWait(f"publishing transcripts to {cfg.topic}")
-        self._pending: list[tuple[Transcript, Any, WindowedValue]] = []
-        self._published = Metrics.counter("callqa.publish", "transcripts_published")
-        self._failed = Metrics.counter("callqa.publish", "transcripts_failed")
+        self._wait = BrokerWait(f"publishing {kind.replace('_', ' ')} to {cfg.topic}")
+        self._pending: list[tuple[Any, Any, WindowedValue]] = []
+        self._published = Metrics.counter("callqa.publish", f"{kind}_published")
+        self._failed = Metrics.counter("callqa.publish", f"{kind}_failed")
 
     def setup(self) -> None:
         quiet_connection_logs()
@@ -81,15 +93,15 @@ class PublishTranscriptFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending = []
 
-    def _send(self, t: Transcript) -> Any:
-        key, value, headers = encode_transcript_event(t, int(time.time() * 1000))
+    def _send(self, t: Any) -> Any:
+        key, value, headers = self._encode(t, int(time.time() * 1000))
         return self._wait.call(
             lambda: self._client().send(self._cfg.topic, key=key, value=value, headers=headers)
         )
 
     def process(
         self,
-        t: Transcript,
+        t: Any,
         timestamp: Any = beam.DoFn.TimestampParam,
         window: Any = beam.DoFn.WindowParam,
     ) -> Iterator[Any]:
@@ -105,7 +117,7 @@ class PublishTranscriptFn(beam.DoFn):
         pending = self._pending
         while pending:
             self._wait.call(lambda: self._client().flush(timeout=self._cfg.send_timeout_s))
-            again: list[tuple[Transcript, Any, WindowedValue]] = []
+            again: list[tuple[Any, Any, WindowedValue]] = []
             for i, (t, future, where) in enumerate(pending):
                 try:
                     future.get(timeout=self._cfg.send_timeout_s)
@@ -145,3 +157,16 @@ class PublishTranscripts(beam.PTransform):
             _DEAD
         )
         return out[_DEAD]
+
+
+class PublishCallState(beam.PTransform):
+    """``PCollection[CallRow]`` → records on the compacted call-state topic ``cfg.topic``;
+    returns the dead letters."""
+
+    def __init__(self, cfg: TranscriptSinkConfig) -> None:
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, rows: beam.PCollection[CallRow]) -> beam.PCollection[DeadLetter]:
+        fn = PublishTranscriptFn(self._cfg, kind="call_states")
+        return (rows | "Publish" >> beam.ParDo(fn).with_outputs(_DEAD))[_DEAD]
