@@ -474,6 +474,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
     client = tuple(sorted(json_object(o.kafka_client_config, "--kafka_client_config").items()))
     asr = asr_options(o, bounded=o.bounded)
     window_s = validate_window_s(o)
+    warehouse = warehouse_config(o)
     return JobConfig(
         source=KafkaSourceConfig(
             checkpoint_dir=checkpoint_dir,
@@ -487,6 +488,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             max_out_of_orderness_s=o.max_out_of_orderness_s,
             idle_slack_s=o.idle_slack_s,
             partition_discovery_s=o.partition_discovery_s,
+            ledger_catalog=None if warehouse is None else warehouse.catalog,
         ),
         aggregation=aggregation_config(o, asr, o.bounded, o.live_interval_s),
         output_dir=o.output_dir,
@@ -511,7 +513,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             topic=o.transcripts_topic,
             client_config=client,
         ),
-        warehouse=warehouse_config(o),
+        warehouse=warehouse,
         call_state_sink=None
         if o.call_state_topic == "off"
         else TranscriptSinkConfig(

@@ -28,7 +28,7 @@ from tests.integration.harness import (
     kill_job_process,
     produce_calls,
 )
-from transforms.io.iceberg import CatalogConfig, ensure_tables
+from transforms.io.iceberg import CatalogConfig, data_file_paths, ensure_tables
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,10 +39,8 @@ def _orphans(out: Path) -> set[str]:
     for tbl in ensure_tables(CatalogConfig.under(str(out))).values():
         data = Path(tbl.location().removeprefix("file://")) / "data"
         on_disk = {str(p) for p in data.rglob("*.parquet")}
-        listed: set[str] = set()
-        if tbl.current_snapshot() is not None:
-            paths = tbl.inspect.all_data_files().column("file_path").to_pylist()
-            listed = {p.removeprefix("file://") for p in paths}
+        paths = data_file_paths(tbl, every_snapshot=True)
+        listed = {p.removeprefix("file://") for p in paths}
         found |= on_disk - listed
     return found
 

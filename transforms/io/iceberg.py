@@ -14,13 +14,16 @@ import os
 import signal
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 
 from schemas.iceberg import ICEBERG_TABLES, IcebergTable, iceberg_schema, partition_spec
+
+T = TypeVar("T")
 
 #: Stages of one process open the catalog one at a time: a SQL catalog creates its own tables
 #: when opened, and two at once raced ("table iceberg_tables already exists").
@@ -123,6 +126,20 @@ def append(tbl: Any, rows: pa.Table, summary: dict[str, str]) -> int:
     return int(tbl.current_snapshot().snapshot_id)
 
 
+def retrying_conflicts(commit: Callable[[], T]) -> T:
+    """Run ``commit`` (which reads the table afresh, then commits) again when another writer
+    committed to the table first (Iceberg's optimistic concurrency: ``maintain``, a seed)."""
+    from pyiceberg.exceptions import CommitFailedException
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
+
+    return retry(
+        retry=retry_if_exception_type(CommitFailedException),
+        stop=stop_after_attempt(8),
+        wait=wait_random(0.1, 1.0),
+        reraise=True,
+    )(commit)()
+
+
 #: Failpoints hit so far in this process, by name.
 _HITS: Final[Counter[str]] = Counter()
 
@@ -136,3 +153,14 @@ def failpoint(name: str) -> None:
     _HITS[name] += 1
     if _HITS[name] >= int(spec.rsplit(":", 1)[1]):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def data_file_paths(tbl: Any, every_snapshot: bool = False) -> list[str]:
+    """The data files of the current snapshot (``every_snapshot``: of any snapshot kept)."""
+    if tbl.current_snapshot() is None:
+        return []
+    try:  # pyiceberg cannot list a table whose snapshots hold no manifest (a ledger seed)
+        files = tbl.inspect.all_data_files() if every_snapshot else tbl.inspect.data_files()
+    except pa.ArrowInvalid:
+        return []
+    return list(files.column("file_path").to_pylist())

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from schemas.iceberg import EVENT_TS
-from transforms.io.iceberg import CatalogConfig, ensure_tables, load_catalog
+from transforms.io.iceberg import CatalogConfig, data_file_paths, ensure_tables, load_catalog
 from transforms.io.iceberg_sink import LEDGER_PROPERTY, ledger_to_summary, table_ledger
 
 _DAY_US = 86_400_000_000
@@ -67,14 +67,14 @@ def _maintain(
 
 
 def _data_files(tbl: Any) -> int:
-    return 0 if tbl.current_snapshot() is None else len(tbl.inspect.data_files())
+    return len(data_file_paths(tbl))
 
 
 def _compact(tbl: Any, min_files: int) -> int:
     """Rewrite each day with ``min_files`` files or more as one; the days rewritten."""
     from pyiceberg.exceptions import CommitFailedException
 
-    if tbl.current_snapshot() is None:
+    if not data_file_paths(tbl):
         return 0
     days: dict[Any, int] = {}
     for f in tbl.inspect.data_files().to_pylist():
@@ -116,9 +116,7 @@ def _remove_orphans(tbl: Any, cfg: CatalogConfig, grace_s: float) -> int:
     """Delete data files no snapshot lists, older than ``grace_s``; how many."""
     from pyarrow import fs
 
-    listed = set() if tbl.current_snapshot() is None else {
-        _as_local(p) for p in tbl.inspect.all_data_files().column("file_path").to_pylist()
-    }  # fmt: skip
+    listed = {_as_local(p) for p in data_file_paths(tbl, every_snapshot=True)}
     data_dir = f"{tbl.location().rstrip('/')}/data"
     filesystem, root = _filesystem(cfg, data_dir)
     try:

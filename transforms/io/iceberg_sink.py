@@ -48,9 +48,9 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.iceberg import BY_NAME, EVENT_TS, to_arrow_table
 from schemas.records import Checkpoint, OffsetAck
-from schemas.tables import CALLS, SCORECARD_ANSWERS, TRANSCRIPTS, from_arrow_row
+from schemas.tables import CALLS, DEAD_LETTERS, SCORECARD_ANSWERS, TRANSCRIPTS, from_arrow_row
 from transforms.io.commit import advance
-from transforms.io.iceberg import CatalogConfig, append, ensure_tables
+from transforms.io.iceberg import CatalogConfig, append, ensure_tables, retrying_conflicts
 from transforms.io.parquet_sink import (
     DEAD_LETTER_TAG,
     WRITTEN_TAG,
@@ -212,14 +212,16 @@ class CommitRowsFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(WRITTEN_TAG, row)
 
     def _append(self, table_name: str, rows: list[Any], acks: list[OffsetAck]) -> None:
-        others = (t.refresh() for name, t in self._tables.items() if name != table_name)
-        tbl = self._tables[table_name].refresh()
-        ledger = merge_ledgers([table_ledger(tbl), *map(table_ledger, others)], acks)
-        append(
-            tbl,
-            to_arrow_table(BY_NAME[table_name], rows),
-            {LEDGER_PROPERTY: ledger_to_summary(ledger)} if ledger else {},
-        )
+        data = to_arrow_table(BY_NAME[table_name], rows)
+
+        def commit() -> int:
+            others = (t.refresh() for name, t in self._tables.items() if name != table_name)
+            tbl = self._tables[table_name].refresh()
+            ledger = merge_ledgers([table_ledger(tbl), *map(table_ledger, others)], acks)
+            summary = {LEDGER_PROPERTY: ledger_to_summary(ledger)} if ledger else {}
+            return append(tbl, data, summary)
+
+        retrying_conflicts(commit)
         Metrics.counter(_NS, f"{table_name}_commits").inc()
         Metrics.counter(_NS, f"{table_name}_rows").inc(len(rows))
 
@@ -268,3 +270,24 @@ class CommitToIceberg(beam.PTransform):
                 *tags, main="acks"
             )
         )
+
+
+def read_ledger(cfg: CatalogConfig) -> Ledger:
+    """The warehouse's delivery ledger, from the tables' latest snapshots."""
+    return warehouse_ledger(ensure_tables(cfg).values())
+
+
+def seed_ledger(cfg: CatalogConfig, starts: Ledger) -> None:
+    """Put the source's start positions of partitions the ledger lacks into the warehouse: an
+    empty commit whose summary is the ledger with them, so that a restart that has only the
+    warehouse (no checkpoint files) starts there, not at offset 0."""
+    tables = ensure_tables(cfg)
+
+    def commit() -> int:
+        current = [t.refresh() for t in tables.values()]
+        ledger = merge_ledgers([*map(table_ledger, current), starts])
+        empty = to_arrow_table(BY_NAME[DEAD_LETTERS.name], [])
+        summary = {LEDGER_PROPERTY: ledger_to_summary(ledger)}
+        return append(tables[DEAD_LETTERS.name], empty, summary)
+
+    retrying_conflicts(commit)

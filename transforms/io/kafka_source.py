@@ -50,6 +50,8 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from schemas.events import H_CAPTURE_TIME_MS, parse_capture_time_ms
 from schemas.records import KafkaRecord
 from transforms.io.commit import Checkpoint, advance, is_acked, read_checkpoint, write_checkpoint
+from transforms.io.iceberg import CatalogConfig
+from transforms.io.iceberg_sink import merge_ledgers, read_ledger, seed_ledger
 from transforms.io.kafka_client import (
     BrokerWait,
     is_transient,
@@ -92,6 +94,10 @@ class KafkaSourceConfig:
     #: Where ``CommitOffsets`` keeps restart positions. Set: start at the checkpoint's frontier
     #: and skip records it lists as done; a missing checkpoint is created at start.
     checkpoint_dir: str | None = None
+    #: The Iceberg warehouse whose snapshots carry the delivery ledger (``--warehouse=iceberg``):
+    #: merged with the checkpoint files at start (either may be ahead; both hold only durable
+    #: offsets), and given the start positions of partitions it lacks.
+    ledger_catalog: CatalogConfig | None = None
 
     def __post_init__(self) -> None:
         if self.start_from not in ("earliest", "latest"):
@@ -337,10 +343,21 @@ class _KafkaRestrictionProvider(RestrictionProvider):
         tps = [TopicPartition(topic, p) for p in parts]
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
+        catalog = self._cfg.ledger_catalog
+        ledger = read_ledger(catalog) if catalog is not None else {}
+        seeds: dict[tuple[str, int], Checkpoint] = {}
         start: list[int] = []
         skip: list[tuple[tuple[int, int], ...]] = []
         for tp in tps:
             cp = self._checkpoint(topic, tp.partition)
+            stored = ledger.get((topic, tp.partition))
+            if stored is not None:
+                key = (topic, tp.partition)
+                merged = stored if cp is None else merge_ledgers([{key: cp}, {key: stored}])[key]
+                if merged != cp and self._cfg.checkpoint_dir is not None:
+                    write_checkpoint(self._cfg.checkpoint_dir, topic, self._cfg.group_id,
+                                     tp.partition, merged)  # fmt: skip
+                cp = merged
             if cp is not None and begin[tp] > cp.frontier:
                 cp = self._skip_retained(topic, tp.partition, cp, begin[tp])
             committed = consumer.committed(tp)
@@ -359,6 +376,10 @@ class _KafkaRestrictionProvider(RestrictionProvider):
                     self._cfg.checkpoint_dir, topic, self._cfg.group_id, tp.partition,
                     Checkpoint(position, ()),
                 )  # fmt: skip
+            if cp is None and catalog is not None:
+                seeds[(topic, tp.partition)] = Checkpoint(position, ())
+        if seeds and catalog is not None:
+            seed_ledger(catalog, seeds)
         return tuple(start), tuple(skip)
 
     def _skip_retained(self, topic: str, partition: int, cp: Checkpoint, begin: int) -> Checkpoint:
