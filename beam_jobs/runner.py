@@ -66,13 +66,16 @@ class RunnerLost(RuntimeError):
 
 class _QuietLostStreams(logging.Filter):
     """When the runner goes away, the SDK worker in this process (LOOPBACK) has threads that die
-    on its closed streams and a data plane that logs each with a traceback: the first of these
-    is one warning line, the rest debug lines; the main thread then says what happened."""
+    on its closed streams, and Beam's loggers (the data plane, a DoFn whose state read failed)
+    log each with a traceback: the first of these is one warning line, the rest debug lines;
+    the main thread then says what happened. Once it has, Beam's records are dropped: they
+    come from threads of a job that is ending."""
 
     def __init__(self) -> None:
         super().__init__()
         self._default_hook = threading.excepthook
         self._seen = itertools.count()
+        self.lost = False
 
     def _noted(self, exc: BaseException | None, where: str) -> bool:
         """Whether ``exc`` is a closed runner stream (then logged as one line)."""
@@ -91,7 +94,17 @@ class _QuietLostStreams(logging.Filter):
             self._default_hook(args)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and self._noted(record.exc_info[1], record.name))
+        if self.lost and record.name.startswith("apache_beam"):
+            return False
+        if record.exc_info and self._noted(record.exc_info[1], record.name):
+            return False
+        if record.name.startswith("apache_beam") and record.levelno >= logging.ERROR:
+            text = record.getMessage()  # a DoFn's failure carries the gRPC error as text
+            if "StatusCode.UNAVAILABLE" in text or "StatusCode.CANCELLED" in text:
+                level = logging.WARNING if next(self._seen) == 0 else logging.DEBUG
+                _LOG.log(level, "a stream to the runner closed (in %s)", record.name)
+                return False
+        return True
 
 
 def wait_until_finish(result: Any) -> Any:
@@ -103,11 +116,14 @@ def wait_until_finish(result: Any) -> Any:
     quiet = _QuietLostStreams()
     threading.excepthook = quiet.excepthook
     logging.getLogger("apache_beam.runners.worker.data_plane").addFilter(quiet)
+    for handler in logging.getLogger().handlers:  # records of every Beam logger pass here
+        handler.addFilter(quiet)
     try:
         return result.wait_until_finish()
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.UNAVAILABLE:
             raise
+        quiet.lost = True
         raise RunnerLost(
             f"lost the runner mid-job: its job service stopped answering ({exc.details()}); "
             "start the job again (deploy/local/supervise.sh does it by itself): it resumes "

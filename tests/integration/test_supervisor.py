@@ -76,7 +76,7 @@ VICTIMS = {
     "prism": Victim(
         lambda job: _children(job, r"^\S*prism --job_port"),
         True,
-        r"callqa: error: lost the runner mid-job.*\n(.*\n)?.*job exited with status 1 after",
+        r"(?s)callqa: error: lost the runner mid-job.*job exited with status 1 after",
     ),
     "gx_child": Victim(
         lambda job: _children(job, r"multiprocessing\.spawn"),
