@@ -73,9 +73,26 @@ class _QuietLostStreams(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._default_hook = threading.excepthook
+        self.default_hook = threading.excepthook
         self._seen = itertools.count()
         self.lost = False
+
+    def install(self) -> None:
+        """Quiet this process's threads and Beam's loggers for a new job, once per handler (a
+        filter per job would note each closed stream again, with its own first warning)."""
+        self._seen = itertools.count()
+        self.lost = False
+        if threading.excepthook != self.excepthook:
+            self.default_hook = threading.excepthook
+            threading.excepthook = self.excepthook
+        # records of every Beam logger pass the root handlers; the data plane's may not
+        places = [
+            logging.getLogger("apache_beam.runners.worker.data_plane"),
+            *logging.getLogger().handlers,
+        ]
+        for place in places:
+            if self not in place.filters:
+                place.addFilter(self)
 
     def _noted(self, exc: BaseException | None, where: str) -> bool:
         """Whether ``exc`` is a closed runner stream (then logged as one line)."""
@@ -91,7 +108,7 @@ class _QuietLostStreams(logging.Filter):
     def excepthook(self, args: threading.ExceptHookArgs) -> None:
         name = args.thread.name if args.thread else "a thread"
         if not self._noted(args.exc_value, f"thread {name}"):
-            self._default_hook(args)
+            self.default_hook(args)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.lost and record.name.startswith("apache_beam"):
@@ -107,17 +124,17 @@ class _QuietLostStreams(logging.Filter):
         return True
 
 
+_QUIET = _QuietLostStreams()
+
+
 def wait_until_finish(result: Any) -> Any:
     """``result.wait_until_finish()``; a runner that goes away meanwhile (its process killed,
     say) raises one ``RunnerLost`` instead of gRPC tracebacks from this and every SDK worker
     thread. Installs the quieting for good: worker threads may die after this returns."""
     import grpc
 
-    quiet = _QuietLostStreams()
-    threading.excepthook = quiet.excepthook
-    logging.getLogger("apache_beam.runners.worker.data_plane").addFilter(quiet)
-    for handler in logging.getLogger().handlers:  # records of every Beam logger pass here
-        handler.addFilter(quiet)
+    quiet = _QUIET
+    quiet.install()
     try:
         return result.wait_until_finish()
     except grpc.RpcError as exc:
