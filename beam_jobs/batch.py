@@ -40,6 +40,7 @@ from beam_jobs.config import (
     analyze_options,
     asr_options,
     segment_options,
+    warehouse_config,
 )
 from beam_jobs.pipeline import build_pipeline
 from beam_jobs.runner import runner_options, wait_until_finish
@@ -167,6 +168,7 @@ def batch_config(options: PipelineOptions) -> BatchConfig:
         asr=asr,
         segment=segment_options(shared, bounded=True),
         analyze=analyze_options(shared),
+        warehouse=warehouse_config(shared),  # --warehouse and the catalog, as streaming
     )
     return BatchConfig(
         tasks=tuple(recording_tasks(paths)),
@@ -380,10 +382,11 @@ def write_summary(
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def _finished_calls(root: str, prior: dict[str, int]) -> set[str]:
-    """Calls of this run with a new final row or a read dead letter (for the progress bar:
-    file names only, no Parquet read)."""
-    by_name = {safe_name(c): c for c in prior}
+def _finished_calls(root: str, prior: dict[str, int], iceberg: bool) -> set[str]:
+    """Calls of this run with a new final row or a read dead letter (for the progress bar)."""
+    if iceberg:
+        return _finished_in_tables(root, prior)
+    by_name = {safe_name(c): c for c in prior}  # Parquet: file names only, no Parquet read
     done = set()
     for f in (Path(root) / CALLS.name).rglob("*.final.parquet"):
         name, _, rest = f.name.rpartition(".v")  # <call>.v<version>.final.parquet
@@ -394,6 +397,29 @@ def _finished_calls(root: str, prior: dict[str, int]) -> set[str]:
         stem = f.name.split(".", 2)[2].rsplit(".", 2)[0]  # read.<reason>.<call>.<digest>
         if stem in by_name:
             done.add(by_name[stem])
+    return done
+
+
+_SEEN_SNAPSHOTS: dict[str, tuple[tuple[str | None, ...], set[str]]] = {}
+
+
+def _finished_in_tables(root: str, prior: dict[str, int]) -> set[str]:
+    """``_finished_calls`` on Iceberg tables: read again only after a new commit."""
+    snapshots = tuple(warehouse.snapshot_id(root, t) for t in (CALLS.name, DEAD_LETTERS.name))
+    cached = _SEEN_SNAPSHOTS.get(root)
+    if cached is not None and cached[0] == snapshots:
+        return cached[1]
+    done = {
+        r["call_id"]
+        for r in warehouse.final_calls(root)
+        if r["call_id"] in prior and r["version"] > prior[r["call_id"]]
+    }
+    done |= {
+        d["call_id"]
+        for d in warehouse.dead_letters(root)
+        if d["stage"] == READ_STAGE and d["call_id"] in prior
+    }
+    _SEEN_SNAPSHOTS[root] = (snapshots, done)
     return done
 
 
@@ -436,7 +462,7 @@ def _run_pipeline(
             state = ended.result(timeout=2.0)
             break
         except FutureTimeout:
-            done = _finished_calls(cfg.job.output_dir, prior)
+            done = _finished_calls(cfg.job.output_dir, prior, cfg.job.warehouse is not None)
             bar.n = round(start_n + sum(seconds[c] for c in done), 1)
             bar.set_postfix_str(f"{before}, this wave {len(done)}/{len(wave)} files")
     bar.n = round(start_n + sum(seconds.values()), 1)

@@ -37,6 +37,13 @@ def _iceberg_table(root: str | Path, table: str) -> Any | None:
     return tbl if tbl.current_snapshot() is not None else None
 
 
+def snapshot_id(root: str | Path, table: str) -> str | None:
+    """The current snapshot of the Iceberg ``table`` under ``root`` (None: none, or Parquet):
+    what changes when a commit lands."""
+    tbl = _iceberg_table(root, table)
+    return None if tbl is None else str(tbl.current_snapshot().snapshot_id)
+
+
 def iceberg_scan(root: str | Path, table: str) -> str | None:
     """``iceberg_scan('<metadata.json>')`` of ``table`` when the job wrote Iceberg tables under
     ``root`` and this one has rows (DuckDB needs the iceberg extension: ``iceberg_duckdb``)."""
@@ -91,9 +98,9 @@ def final_calls(root: str | Path) -> list[dict[str, Any]]:
 def final_file_names(root: str | Path) -> frozenset[str]:
     """What changes when a final row comes: the names of the calls table's final row files
     (``<call>.v<version>.final.parquet``), or the Iceberg table's current snapshot."""
-    tbl = _iceberg_table(root, CALLS.name)
-    if tbl is not None:
-        return frozenset([str(tbl.current_snapshot().snapshot_id)])
+    snapshot = snapshot_id(root, CALLS.name)
+    if snapshot is not None:
+        return frozenset([snapshot])
     return frozenset(f.name for f in (Path(root) / CALLS.name).rglob("*.final.parquet"))
 
 

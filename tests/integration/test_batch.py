@@ -21,7 +21,10 @@ pytestmark = pytest.mark.integration
 MTIME_S = 1_764_072_000  # 2025-11-25T12:00:00Z: the recorder closed the file then
 
 
-def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("warehouse_format", ["parquet", "iceberg"])
+def test_batch_job_over_recordings(
+    prism_location: str, tmp_path: Path, warehouse_format: str
+) -> None:
     rec = tmp_path / "rec"
     (rec / "again").mkdir(parents=True)
     t = np.arange(16000 * 3) / 16000
@@ -39,7 +42,8 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
     # two pipelines (--wave_audio_s): 7 s of audio (the call-a files, call-b, call-c), then 6
     rc = main(["batch", "--runner=PrismRunner", f"--prism_location={prism_location}",
                f"--recordings={rec}/*", f"--recordings={rec}/again/*.wav",
-               f"--output_dir={out}", "--max_recording_s=4", "--wave_audio_s=7"])  # fmt: skip
+               f"--output_dir={out}", "--max_recording_s=4", "--wave_audio_s=7",
+               f"--warehouse={warehouse_format}"])  # fmt: skip
 
     assert rc == 1  # not every file has a complete row
     rows = {r["call_id"]: r for r in warehouse.final_calls(out)}
@@ -64,6 +68,21 @@ def test_batch_job_over_recordings(prism_location: str, tmp_path: Path) -> None:
     }  # fmt: skip
     assert summary["exit_code"] == 1 and summary["counts"] == {"processed": 2, "failed": 4}
     assert summary["throughput"]["waves"] == 2
+    if warehouse_format == "iceberg":
+        _the_tables_hold_one_commit_per_wave(out)
+
+
+def _the_tables_hold_one_commit_per_wave(out: Path) -> None:
+    """Iceberg: a wave's rows are one commit per table, not a file per row."""
+    from transforms.io.iceberg import CatalogConfig, data_file_paths, load_catalog
+
+    catalog = load_catalog(CatalogConfig.under(str(out)))
+    calls = catalog.load_table("callqa.calls")
+    assert len(calls.snapshots()) == 1  # the first wave's final rows; the second has none
+    assert len(data_file_paths(calls)) == 1
+    letters = catalog.load_table("callqa.dead_letters")
+    assert len(letters.snapshots()) == len(data_file_paths(letters)) == 2  # a commit a wave
+    assert not list(out.rglob("calls/dt=*"))  # no Parquet file per row beside the tables
 
 
 @pytest.mark.slow
