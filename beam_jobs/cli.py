@@ -38,7 +38,7 @@ def _kafka(args: argparse.Namespace) -> int:
 
 def _warehouse(args: argparse.Namespace) -> int:
     from beam_jobs.config import catalog_config
-    from beam_jobs.warehouse import duckdb_setup_sql, iceberg_duckdb
+    from beam_jobs.warehouse import duckdb_setup_sql, format_maintenance, iceberg_duckdb
 
     cfg = catalog_config(
         args.output_dir, args.catalog_uri, args.warehouse_location, args.catalog_config
@@ -59,13 +59,7 @@ def _warehouse(args: argparse.Namespace) -> int:
     from transforms.io.iceberg_maintenance import maintain
 
     reports = maintain(cfg, args.older_than_h * 3600, args.orphan_grace_min * 60, args.min_files)
-    print(f"{'table':<18}{'files':>14}{'snapshots':>14}{'days compacted':>16}{'orphans':>9}")
-    for r in reports:
-        files, snaps = (
-            f"{r.files_before} → {r.files_after}",
-            f"{r.snapshots_before} → {r.snapshots_after}",
-        )
-        print(f"{r.table:<18}{files:>14}{snaps:>14}{r.days_compacted:>16}{r.orphans_removed:>9}")
+    print(format_maintenance(reports))
     return 0
 
 

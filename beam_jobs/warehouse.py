@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from schemas.iceberg import ICEBERG_TABLES
 from schemas.tables import CALLS, DEAD_LETTERS, TRANSCRIPTS
 from transforms.io.iceberg import CatalogConfig, load_catalog
+from transforms.io.iceberg_maintenance import MaintenanceReport
 
 
 def _glob(root: str | Path, table: str) -> str:
@@ -216,4 +217,16 @@ def duckdb_setup_sql(cfg: CatalogConfig) -> str:
                 f"CREATE OR REPLACE VIEW {name} AS "
                 f"SELECT * FROM iceberg_scan('{tbl.metadata_location}');"
             )
+    return "\n".join(lines)
+
+
+def format_maintenance(reports: Sequence[MaintenanceReport]) -> str:
+    """``callqa warehouse maintain``'s table: per table, files and snapshots before → after."""
+    lines = [f"{'table':<18}{'files':>14}{'snapshots':>14}{'days compacted':>16}{'orphans':>9}"]
+    for r in reports:
+        files = f"{r.files_before} → {r.files_after}"
+        snaps = f"{r.snapshots_before} → {r.snapshots_after}"
+        lines.append(
+            f"{r.table:<18}{files:>14}{snaps:>14}{r.days_compacted:>16}{r.orphans_removed:>9}"
+        )
     return "\n".join(lines)

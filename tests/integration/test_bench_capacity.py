@@ -16,11 +16,16 @@ from beam_jobs.bench.capacity import main
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+@pytest.mark.parametrize("warehouse_format", ["parquet", "iceberg"])
 def test_one_level_measures_latency_and_the_ceiling(
-    kafka_bootstrap: str, prism_location: str, capsys: pytest.CaptureFixture[str]
+    kafka_bootstrap: str,
+    prism_location: str,
+    capsys: pytest.CaptureFixture[str],
+    warehouse_format: str,
 ) -> None:
     rc = main(["--levels", "1", "--hold-s", "30", "--grace-s", "5", "--pool-minutes", "1.5",
-               "--ceiling-speech-s", "20", f"--bootstrap-servers={kafka_bootstrap}"])  # fmt: skip
+               "--ceiling-speech-s", "20", f"--bootstrap-servers={kafka_bootstrap}",
+               "--", f"--warehouse={warehouse_format}"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0, out
     rows = [line.split() for line in out.splitlines() if re.match(r"^\s+1\s+\d+\s", line)]
@@ -35,3 +40,19 @@ def test_one_level_measures_latency_and_the_ceiling(
     assert re.search(r"capacity: \d+ calls = [\d.]+ of the ceiling", out), out
     floor = re.search(r"decode alone p50 ([\d.]+) s / p95 ([\d.]+) s \((\d+) utterances", out)
     assert floor and 0 < float(floor[1]) <= float(floor[2]) and int(floor[3]) > 0, out
+    if warehouse_format == "iceberg":
+        _the_tables_got_at_most_one_file_per_commit_interval(out)
+
+
+def _the_tables_got_at_most_one_file_per_commit_interval(out: str) -> None:
+    assert "final p95 ≤ 15 s (Iceberg: 5 s + the commit interval)" in out, out
+    table = out.split("warehouse: Iceberg commits over the run (commit interval 10 s)\n")[1]
+    stats = {}
+    for line in table.splitlines()[1:6]:
+        name, commits, added, per_interval, _gap, _live = line.split()
+        stats[name] = (int(commits), int(added), int(per_interval))
+    assert set(stats) == {"calls", "transcripts", "scorecard_answers", "dead_letters",
+                          "quarantine"}, out  # fmt: skip
+    assert stats["transcripts"][0] >= 2 and stats["calls"][0] >= 1, out  # live rows, transcripts
+    assert all(per <= 1 for _, _, per in stats.values()), out  # one day: one file an interval
+    assert "callqa warehouse maintain (orphan grace 0: the job has stopped)" in out, out

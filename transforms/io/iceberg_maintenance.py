@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -33,6 +34,51 @@ class MaintenanceReport(NamedTuple):
     snapshots_after: int
     days_compacted: int
     orphans_removed: int
+
+
+class CommitStats(NamedTuple):
+    """How a table was committed: what ``bench capacity`` reports against the goal of at most
+    one data file per table per commit interval."""
+
+    table: str
+    commits: int  # snapshots that added data files
+    files_added: int
+    max_files_per_interval: int  # the most files added within any one commit interval
+    min_gap_s: float | None  # the shortest time between two of those commits
+    live_files: int  # data files the current snapshot lists
+
+
+def commit_stats_of(
+    table: str, commits: Sequence[tuple[int, int]], interval_s: float, live_files: int
+) -> CommitStats:
+    """``commits``: (commit time ms, data files added) of each snapshot that added files."""
+    times = sorted(commits)
+    interval_ms = interval_s * 1000
+    per_interval = max(
+        (sum(n for t, n in times[i:] if t < t0 + interval_ms) for i, (t0, _) in enumerate(times)),
+        default=0,
+    )
+    gaps = [(b[0] - a[0]) / 1000 for a, b in zip(times, times[1:], strict=False)]
+    return CommitStats(
+        table, len(times), sum(n for _, n in times), per_interval, min(gaps, default=None),
+        live_files,
+    )  # fmt: skip
+
+
+def commit_stats(cfg: CatalogConfig, interval_s: float) -> list[CommitStats]:
+    """``CommitStats`` of every table, from its snapshots' summaries."""
+    out = []
+    for name, tbl in ensure_tables(cfg).items():
+        added = ((s.timestamp_ms, _added_files(s)) for s in tbl.snapshots())
+        commits = [(ms, n) for ms, n in added if n > 0]
+        out.append(commit_stats_of(name, commits, interval_s, _data_files(tbl)))
+    return out
+
+
+def _added_files(snapshot: Any) -> int:
+    summary = snapshot.summary
+    props = {} if summary is None else summary.additional_properties
+    return int(props.get("added-data-files") or 0)
 
 
 def maintain(

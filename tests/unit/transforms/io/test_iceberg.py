@@ -22,7 +22,7 @@ from schemas.records import Checkpoint, dead_letter
 from schemas.tables import TABLES, from_arrow_row
 from tests.records import T0, call_metrics, call_row
 from transforms.io.iceberg import CatalogConfig, append, ensure_tables, identifier, load_catalog
-from transforms.io.iceberg_maintenance import maintain
+from transforms.io.iceberg_maintenance import commit_stats, commit_stats_of, maintain
 from transforms.io.iceberg_sink import LEDGER_PROPERTY, table_ledger
 
 CALLS = BY_NAME["calls"]
@@ -140,3 +140,26 @@ def test_maintain_compacts_days_keeps_the_ledger_and_removes_orphans(cfg: Catalo
     assert con.execute(
         f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}')"
     ).fetchall() == [(4,)]
+
+
+def test_commit_stats_count_files_within_any_commit_interval() -> None:
+    # commits at 0, 10, 20 s with 1 file each, then one at 25 s with 2 (a day boundary)
+    stats = commit_stats_of("calls", [(20_000, 1), (0, 1), (10_000, 1), (25_000, 2)], 10, 5)
+    assert stats.commits == 4 and stats.files_added == 5 and stats.live_files == 5
+    assert stats.max_files_per_interval == 3  # 20 s and 25 s fall in one 10-s interval
+    assert stats.min_gap_s == 5.0
+    assert commit_stats_of("calls", [], 10, 0).max_files_per_interval == 0
+    assert commit_stats_of("calls", [(0, 1), (10_000, 1)], 10, 2).max_files_per_interval == 1
+
+
+def test_commit_stats_read_the_snapshots(cfg: CatalogConfig) -> None:
+    tables = ensure_tables(cfg)
+    for i in range(3):
+        append(tables["calls"], to_arrow_table(CALLS, [call_row(call_id=f"s-{i}")]), {})
+    append(tables["calls"], to_arrow_table(CALLS, []), {LEDGER_PROPERTY: "{}"})  # no files
+    stats = {s.table: s for s in commit_stats(cfg, interval_s=10)}
+    assert (stats["calls"].commits, stats["calls"].files_added, stats["calls"].live_files) == (
+        3, 3, 3,
+    )  # fmt: skip
+    assert stats["calls"].max_files_per_interval == 3  # committed within a second
+    assert stats["transcripts"].commits == 0
