@@ -65,7 +65,11 @@ class StreamingJobOptions(PipelineOptions):
             action="store_true",
             help="read up to the end offsets seen at start, then finish (backfills)",
         )
-        g.add_argument("--output_dir", default="out", help="warehouse root for Parquet tables")
+        g.add_argument(
+            "--output_dir",
+            default="out",
+            help="the warehouse's home: the Iceberg catalog and files (or the Parquet files)",
+        )
         g.add_argument(
             "--checkpoint_dir",
             default=None,
@@ -74,10 +78,10 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument("--commit_interval_s", type=float, default=5.0)
         g.add_argument(
             "--warehouse",
-            default="parquet",
-            choices=["parquet", "iceberg"],
-            help="parquet: a file per row under --output_dir; iceberg: Iceberg tables, batched "
-            "commits (in progress: docs/warehouse.md)",
+            default="iceberg",
+            choices=["iceberg", "parquet"],
+            help="iceberg: Iceberg tables, a commit per table every --warehouse_commit_interval_s; "
+            "parquet: a file per row under --output_dir (small local runs only)",
         )
         g.add_argument(
             "--iceberg_catalog_uri",
@@ -287,7 +291,7 @@ class JobConfig:
     asr: AsrOptions | None = None  # None: no speech segmentation or transcripts
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
-    warehouse: IcebergSinkConfig | None = None  # None: Parquet files under output_dir
+    warehouse: IcebergSinkConfig | None = None  # None: a Parquet file per row under output_dir
     call_state_sink: TranscriptSinkConfig | None = None  # None: no call-state topic
     analyze: AnalyzeOptions = AnalyzeOptions()
     validate_window_s: float = 0.0  # > 0: rows checked per window of processing time
@@ -451,8 +455,8 @@ def catalog_config(output_dir: str, uri: str, warehouse: str, properties: str) -
 
 
 def warehouse_config(o: StreamingJobOptions) -> IcebergSinkConfig | None:
-    """``--warehouse=iceberg``: the catalog (default: SQLite and files under the output
-    directory) and the commit interval."""
+    """``--warehouse=iceberg`` (the default): the catalog (default: SQLite and files under the
+    output directory) and the commit interval; None for ``--warehouse=parquet``."""
     if o.warehouse == "parquet":
         return None
     catalog = catalog_config(

@@ -8,11 +8,13 @@ ChunkRun ─SegmentSpeech─► Utterance ─Transcribe─► Transcript ─Anal
   ─ValidateTranscripts─► WriteTranscripts─► transcripts/ ─(durable)─► AggregateCalls (per call)
            │                └─PublishTranscripts─► Kafka transcripts topic
            └─ SegmentationDone (each flush's utterances) ─► AggregateCalls
-every stage's failures ─► DeadLetter ─Flatten─► ValidateDeadLetters ─► dead_letters/ Parquet
+every stage's failures ─► DeadLetter ─Flatten─► ValidateDeadLetters ─► dead_letters/
 rows failing their table's expectations ─► QuarantinedRow ─ValidateQuarantine─WriteQuarantine─►
   quarantine/ (a call row is checked with its scorecard answers; quarantine records that fail
   their own suite are still written, marked)
 offsets of durable rows ─► OffsetAck ─CommitOffsets─► checkpoints + group offsets
+Each Write* is an Iceberg table's committer (a commit every --warehouse_commit_interval_s, the
+delivery ledger in its snapshot), or with --warehouse=parquet a file per row.
 """
 
 from __future__ import annotations
@@ -138,8 +140,8 @@ def build_pipeline(
 
 
 def _write(table: Table, cfg: JobConfig, emit_written: bool = False) -> beam.PTransform:
-    """The sink of ``table``: Parquet files under the output directory, or Iceberg commits
-    (``--warehouse=iceberg``). Both output ``acks``, ``dead_letter`` and ``written``."""
+    """The sink of ``table``: Iceberg commits (the default), or Parquet files under the output
+    directory (``--warehouse=parquet``). Both output ``acks``, ``dead_letter`` and ``written``."""
     if cfg.warehouse is None:
         return WriteTable(table, cfg.output_dir, emit_written=emit_written)
     return CommitToIceberg(table.name, cfg.warehouse, emit_written=emit_written)

@@ -106,8 +106,7 @@ def final_file_names(root: str | Path) -> frozenset[str]:
 
 
 def all_call_rows(root: str | Path) -> list[dict[str, Any]]:
-    src = _source(root, CALLS.name)
-    return [] if src is None else _rows(f"SELECT * FROM {src}")
+    return table_rows(root, CALLS.name)
 
 
 def duplicate_final_rows(root: str | Path) -> list[tuple[Any, ...]]:
@@ -122,9 +121,14 @@ def duplicate_final_rows(root: str | Path) -> list[tuple[Any, ...]]:
     )
 
 
-def dead_letters(root: str | Path) -> list[dict[str, Any]]:
-    src = _source(root, DEAD_LETTERS.name)
+def table_rows(root: str | Path, table: str) -> list[dict[str, Any]]:
+    """Every row of ``table`` (a name in ``schemas.tables``) under ``root``."""
+    src = _source(root, table)
     return [] if src is None else _rows(f"SELECT * FROM {src}")
+
+
+def dead_letters(root: str | Path) -> list[dict[str, Any]]:
+    return table_rows(root, DEAD_LETTERS.name)
 
 
 def wait_for_final_calls(

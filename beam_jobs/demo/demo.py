@@ -7,8 +7,8 @@ calls *while the job runs* (real-time pace, interleaved, plus a few malformed ev
 follows the live-transcripts topic. Before the job starts it measures this machine's ASR
 speed on the calls' own speech and runs as many calls at once as the job holds in real time
 here (``beam_jobs.demo.plan``), or says that the machine is too slow for one and by how much.
-When every call has its final row it cancels the job and prints, read back from the Parquet
-output with DuckDB: the call rows, each call's transcript scored against its script (WER /
+When every call has its final row it cancels the job and prints, read back from the Iceberg
+tables with DuckDB: the call rows, each call's transcript scored against its script (WER /
 CER / MER), the end-of-utterance → Kafka latency and the dead letters.
 """
 
@@ -134,10 +134,9 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
     _print_report(out)
     print()
     print("Kafka keeps running for the next run: `callqa kafka stop` stops it.")
-    glob = f"{out}/transcripts/**/*.parquet"
     print(
-        f"Query it:  duckdb -c \"SELECT * FROM read_parquet('{glob}', hive_partitioning=true) "
-        'ORDER BY call_id, start_ms"'
+        f"Query it:  .venv/bin/callqa warehouse duckdb --output_dir {out} "
+        '-c "SELECT call_id, channel, text FROM transcripts ORDER BY call_id, start_ms"'
     )
     return 0 if len(rows) == len(calls) and scored else 1
 

@@ -1,6 +1,7 @@
 """``callqa report``: an HTML report and a JSON summary of the calls in a date range.
 
-Input: the warehouse under ``root`` (``calls/`` and ``transcripts/``, Hive-partitioned Parquet).
+Input: the warehouse under ``root``: its Iceberg tables ``calls`` and ``transcripts`` (or, from a
+``--warehouse=parquet`` run, the Parquet files under ``calls/`` and ``transcripts/``).
 A call counts once, as its latest final row (live rows and superseded versions never count), and
 belongs to the range when its ``start_ms`` falls on one of the UTC days ``start_date..end_date``.
 
@@ -64,7 +65,7 @@ class ReportSummary:
 
 
 def _scan(root: Path, table: str) -> str | None:
-    """The Iceberg table (``--warehouse=iceberg``), else a DuckDB ``read_parquet`` over every
+    """The Iceberg table (the default warehouse), else a DuckDB ``read_parquet`` over every
     file of ``table`` (any partition depth); None without rows."""
     iceberg = warehouse.iceberg_scan(root, table)
     if iceberg is not None:

@@ -1,6 +1,7 @@
 """``callqa bench capacity`` end to end, kept short: one level of one call for 30 s on the real
 broker and Prism (the job as its own ``callqa run`` process), then the ASR ceiling. The table
-has a row with transcript latencies, and the ceiling is translated into calls."""
+has a row with transcript latencies, the ceiling is translated into calls, and the Iceberg
+tables got at most one data file per commit interval."""
 
 from __future__ import annotations
 
@@ -16,16 +17,11 @@ from beam_jobs.bench.capacity import main
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("warehouse_format", ["parquet", "iceberg"])
 def test_one_level_measures_latency_and_the_ceiling(
-    kafka_bootstrap: str,
-    prism_location: str,
-    capsys: pytest.CaptureFixture[str],
-    warehouse_format: str,
+    kafka_bootstrap: str, prism_location: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rc = main(["--levels", "1", "--hold-s", "30", "--grace-s", "5", "--pool-minutes", "1.5",
-               "--ceiling-speech-s", "20", f"--bootstrap-servers={kafka_bootstrap}",
-               "--", f"--warehouse={warehouse_format}"])  # fmt: skip
+               "--ceiling-speech-s", "20", f"--bootstrap-servers={kafka_bootstrap}"])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0, out
     rows = [line.split() for line in out.splitlines() if re.match(r"^\s+1\s+\d+\s", line)]
@@ -40,8 +36,7 @@ def test_one_level_measures_latency_and_the_ceiling(
     assert re.search(r"capacity: \d+ calls = [\d.]+ of the ceiling", out), out
     floor = re.search(r"decode alone p50 ([\d.]+) s / p95 ([\d.]+) s \((\d+) utterances", out)
     assert floor and 0 < float(floor[1]) <= float(floor[2]) and int(floor[3]) > 0, out
-    if warehouse_format == "iceberg":
-        _the_tables_got_at_most_one_file_per_commit_interval(out)
+    _the_tables_got_at_most_one_file_per_commit_interval(out)  # the default warehouse
 
 
 def _the_tables_got_at_most_one_file_per_commit_interval(out: str) -> None:

@@ -31,6 +31,7 @@ from beam_jobs.demo.live import LiveFollower
 from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.demo.speech import ScriptedCall, Turn, scripted_call
 from beam_jobs.services.local import create_topic, unique_name
+from schemas.tables import TABLES
 from tests.integration.harness import job_args, streaming_job
 from transforms.core.text_analytics import digit_form
 
@@ -124,14 +125,24 @@ def check_redacted(out: Path, call_id: str, live: Sequence[dict[str, Any]] = ())
     string of any file the job wrote under ``out`` nor in any ``live`` record."""
     texts = [t["text"] for t in warehouse.transcripts(out) if t["call_id"] == call_id]
     assert "[PHONE]" in " ".join(texts), texts
-    files = sorted(out.rglob("*.parquet"))
+    files = sorted(out.rglob("*.parquet"))  # the tables' data files, orphans included
     rows = [row for f in files for row in pq.read_table(f).to_pylist()]
     leaks = [
         s for s in _strings([*rows, *live])
         if "5678" in re.sub(r"[\s,.\-]", "", digit_form(s))
     ]  # fmt: skip
     assert leaks == [], leaks
-    assert len(files) > len(texts)  # calls, transcripts and answers were all read
+    tables = {name for r in rows for name in ("calls", "transcripts", "answers") if _is(r, name)}
+    assert tables == {"calls", "transcripts", "answers"}, "every table's rows were read"
+
+
+TABLE_NAMES = [t.name for t in TABLES]
+
+
+def _is(row: dict[str, Any], table: str) -> bool:
+    """Whether a row read from some data file is one of ``table``'s (by its columns)."""
+    columns = {"calls": "close_reason", "transcripts": "text", "answers": "question_id"}
+    return columns[table] in row
 
 
 def write_recording(call: ScriptedCall, folder: Path) -> None:
@@ -166,7 +177,7 @@ def test_streaming_backfill_and_batch_give_the_planned_metrics_and_the_same_answ
         # transcript would bring a v2 a few seconds after v1).
         streamed = warehouse.wait_for_final_calls(out, ids, timeout_s=240, settle_s=10)
     assert sorted(streamed) == ids, streamed.keys()
-    assert not list((out / "quarantine").rglob("*.parquet")), "real rows failed their suites"
+    assert warehouse.table_rows(out, "quarantine") == [], "real rows failed their suites"
     live = [e for _, e in follower.events]
     assert {e["call_id"] for e in live} == set(ids), live
     assert any(not r["is_final"] for r in warehouse.all_call_rows(out))  # live rows checked too
@@ -201,8 +212,8 @@ def test_streaming_backfill_and_batch_give_the_planned_metrics_and_the_same_answ
         assert answers(batched[call_id]) == answers(streamed[call_id]), call_id
 
     # A rerun of the batch has nothing to do: every call is skipped, nothing is rewritten.
-    files = sorted((batch_out / "calls").rglob("*.parquet"))
+    snapshots = {t: warehouse.snapshot_id(batch_out, t) for t in TABLE_NAMES}
     assert main(batch_argv) == 0
     summary = json.loads((batch_out / "batch_summary.json").read_text())
     assert summary["counts"] == {"skipped": 2} and summary["throughput"] is None, summary
-    assert sorted((batch_out / "calls").rglob("*.parquet")) == files
+    assert {t: warehouse.snapshot_id(batch_out, t) for t in TABLE_NAMES} == snapshots

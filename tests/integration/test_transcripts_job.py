@@ -83,11 +83,10 @@ def run_spoken_call(
         deadline = time.monotonic() + 30
         rows: list[tuple] = []
         while time.monotonic() < deadline and len(rows) < 2:
-            if list((out / "transcripts").rglob("*.parquet")):
-                rows = warehouse.query(
-                    f"SELECT channel, text, language, backend, start_ms FROM read_parquet("
-                    f"'{out}/transcripts/**/*.parquet') ORDER BY start_ms"
-                )
+            rows = [
+                (t["channel"], t["text"], t["language"], t["backend"], t["start_ms"])
+                for t in sorted(warehouse.transcripts(out), key=lambda t: t["start_ms"])
+            ]
             time.sleep(0.5)
         # The final row follows its transcripts (and the watermark passing the marker).
         finals = warehouse.wait_for_final_calls(out, [call_id], timeout_s=60)
