@@ -48,13 +48,13 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 
 from schemas.iceberg import BY_NAME, EVENT_TS, to_arrow_table
 from schemas.records import Checkpoint, OffsetAck
-from schemas.tables import CALLS, DEAD_LETTERS, SCORECARD_ANSWERS, TRANSCRIPTS, from_arrow_row
+from schemas.tables import CALLS, DEAD_LETTERS, SCORECARD_ANSWERS, from_arrow_row
 from transforms.io.commit import advance
 from transforms.io.iceberg import CatalogConfig, append, ensure_tables, retrying_conflicts
 from transforms.io.parquet_sink import (
     DEAD_LETTER_TAG,
     WRITTEN_TAG,
-    conflicting_final,
+    resolve_write,
     row_and_acks,
     row_file_name,
     scorecard_answer_rows,
@@ -190,16 +190,15 @@ class CommitRowsFn(beam.DoFn):
         for row, row_acks in unpacked:
             acks.extend(row_acks)
             key = row_file_name(table_name, row)
-            existing = stored.get(key)
-            if existing is None:
+            decision = resolve_write(table_name, row, stored.get(key))
+            if decision.store:
                 stored[key] = row  # twice in one batch: written once
                 new_rows.append(row)
-                written.append(row)
-            elif table_name == TRANSCRIPTS.name:
-                written.append(existing)  # the stored transcript flows on
-            elif getattr(row, "is_final", False) and existing != row:
+            if decision.conflict is not None:
                 Metrics.counter(_NS, "final_row_conflicts").inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, conflicting_final(row, existing))
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, decision.conflict)
+            else:
+                written.append(decision.flows_on)
         if new_rows or acks:
             if table_name == CALLS.name:  # the answers are durable before their rows
                 answers = [a for r in new_rows for a in scorecard_answer_rows(r)]

@@ -26,7 +26,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -197,6 +197,30 @@ def read_rows_file(path: Path, table: Table) -> list[Any]:
     return [from_arrow_row(table.record_type, r) for r in pq.read_table(path).to_pylist()]
 
 
+class WriteDecision(NamedTuple):
+    """What a sink does with a row whose key may be stored already (``resolve_write``)."""
+
+    store: bool  # write the row (its key is not stored yet)
+    flows_on: Any | None  # the row downstream stages count on; None: a conflict
+    conflict: DeadLetter | None  # a final row that differs from the stored one
+
+
+def resolve_write(table_name: str, row: Any, existing: Any | None) -> WriteDecision:
+    """The warehouse's write-once rule, for both sinks. ``existing``: the row stored under
+    ``row``'s key (``row_file_name``), if any. A stored transcript stands and flows on in
+    place of the replayed one (a replay may decode differently; what was published, and
+    scored, stands); a different final call row never replaces the stored one: it becomes
+    a ``conflicting_final_row`` dead letter (its offsets are done: the stored row covers the
+    call); any other stored key is the same row again, a no-op."""
+    if existing is None:
+        return WriteDecision(True, row, None)
+    if table_name == TRANSCRIPTS.name:
+        return WriteDecision(False, existing, None)
+    if getattr(row, "is_final", False) and existing != row:
+        return WriteDecision(False, None, conflicting_final(row, existing))
+    return WriteDecision(False, row, None)
+
+
 def conflicting_final(row: CallRow, existing: CallRow) -> DeadLetter:
     return dead_letter(
         STAGE,
@@ -237,28 +261,24 @@ class WriteRowFilesFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         row, acks = self._unpack(element)
         path = Path(self._root) / self._table.name / self._namer(row)
-        # Final call rows and transcripts are write-once (a replay after a restart may decode
-        # differently; what was published, and scored, stands).
+        # only write-once rows are read back: any other row is rewritten as it is
         write_once = getattr(row, "is_final", False) or self._table.name == TRANSCRIPTS.name
         existing = read_rows_file(path, self._table)[0] if write_once and path.exists() else None
-        if existing is not None and self._table.name == TRANSCRIPTS.name:
-            row = existing  # downstream counts and scores the stored transcript
-        if existing is not None and existing != row:
-            # The published row stands; this one is only a dead letter (and its offsets are
-            # done: the row that stands already covers the call).
+        decision = resolve_write(self._table.name, row, existing)
+        if decision.conflict is not None:
             Metrics.counter(_NS, "final_row_conflicts").inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, conflicting_final(row, existing))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, decision.conflict)
             yield from acks
             return
         if self._table.name == CALLS.name:
             # Rewritten even when the row exists (same content): heals a crash between the two.
             self._write_answers(row)
-        if existing is None:
+        if decision.store:
             write_rows_file(path, self._table, [row])
             self.files_written.inc()
         yield from acks  # only now that the row is durable
         if self._emit_written:
-            yield beam.pvalue.TaggedOutput(WRITTEN_TAG, row)
+            yield beam.pvalue.TaggedOutput(WRITTEN_TAG, decision.flows_on)
 
     def _write_answers(self, row: CallRow) -> None:
         answers = scorecard_answer_rows(row)

@@ -25,6 +25,7 @@ from transforms.io.parquet_sink import (
     dead_letter_ack,
     dead_letter_file,
     read_rows_file,
+    resolve_write,
     safe_name,
     time_partition,
     write_rows_file,
@@ -340,3 +341,20 @@ def test_transcripts_are_write_once_and_the_stored_one_flows_on(tmp_path: Path) 
         p.run().wait_until_finish()
     stored = read_rows_file(tmp_path / "transcripts" / transcript_file(first), TRANSCRIPTS)
     assert stored == [first]
+
+
+def test_the_write_once_rule_both_sinks_share() -> None:
+    from schemas.records import Transcript
+
+    final = call_row(call_id="w-1")
+    assert resolve_write("calls", final, None) == (True, final, None)
+    assert resolve_write("calls", final, final) == (False, final, None)  # the same row again
+    other = final._replace(chunk_count=final.chunk_count + 1)
+    stays = resolve_write("calls", other, final)
+    assert not stays.store and stays.flows_on is None
+    assert stays.conflict is not None and stays.conflict.reason == "conflicting_final_row"
+    live = final._replace(is_final=False, close_reason="live")
+    assert resolve_write("calls", live._replace(chunk_count=9), live).conflict is None
+    stored = Transcript("w-1", "agent", T0, T0 + 900, "stored", "en", "en", -0.1, "m", "b", (), ())
+    replayed = stored._replace(text="decoded differently")
+    assert resolve_write("transcripts", replayed, stored) == (False, stored, None)
