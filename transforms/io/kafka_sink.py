@@ -65,7 +65,7 @@ _ENCODERS: Final = {
 }
 
 
-class PublishTranscriptFn(beam.DoFn):
+class PublishRecordsFn(beam.DoFn):
     """Sends each element (a transcript, or with ``kind="call_states"`` a call row); waits for
     the broker's acks at the end of the bundle. Metrics ``callqa.publish/<kind>_published``,
     ``<kind>_failed``."""
@@ -153,9 +153,7 @@ class PublishTranscripts(beam.PTransform):
         self._cfg = cfg
 
     def expand(self, transcripts: beam.PCollection[Transcript]) -> beam.PCollection[DeadLetter]:
-        out = transcripts | "Publish" >> beam.ParDo(PublishTranscriptFn(self._cfg)).with_outputs(
-            _DEAD
-        )
+        out = transcripts | "Publish" >> beam.ParDo(PublishRecordsFn(self._cfg)).with_outputs(_DEAD)
         return out[_DEAD]
 
 
@@ -168,5 +166,5 @@ class PublishCallState(beam.PTransform):
         self._cfg = cfg
 
     def expand(self, rows: beam.PCollection[CallRow]) -> beam.PCollection[DeadLetter]:
-        fn = PublishTranscriptFn(self._cfg, kind="call_states")
+        fn = PublishRecordsFn(self._cfg, kind="call_states")
         return (rows | "Publish" >> beam.ParDo(fn).with_outputs(_DEAD))[_DEAD]

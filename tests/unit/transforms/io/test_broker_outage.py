@@ -16,7 +16,7 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from schemas.records import Transcript
 from transforms.io import kafka_client
 from transforms.io.kafka_client import BrokerWait, is_transient
-from transforms.io.kafka_sink import PublishTranscriptFn, TranscriptSinkConfig
+from transforms.io.kafka_sink import PublishRecordsFn, TranscriptSinkConfig
 
 
 def test_transient_errors_are_retried_until_the_broker_answers(
@@ -89,7 +89,7 @@ def _transcript(i: int, text: str = "") -> Transcript:
 
 
 def _publish(producer: _Producer, transcripts: list[Transcript]) -> tuple[list[int], list[Any]]:
-    fn = PublishTranscriptFn(TranscriptSinkConfig("127.0.0.1:1", "live"))
+    fn = PublishRecordsFn(TranscriptSinkConfig("127.0.0.1:1", "live"))
     fn._producer = producer
     fn._wait = BrokerWait("test", initial_s=0.001)
     fn.start_bundle()
