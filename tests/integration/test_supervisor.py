@@ -112,6 +112,9 @@ def test_the_job_recovers_from_a_killed_process_and_nothing_is_lost(
         kafka_bootstrap, topic, out, prism_location,
         "--inactivity_gap_s=3", "--live_interval_s=0", "--allowed_lateness_s=1",
         "--commit_interval_s=0.5", '--kafka_client_config={"client_id": "sv-secret-id"}',
+        # a commit a second: the kill comes between the short calls' final rows and the long
+        # ones' (with the default 10 s, one commit can bring all eight)
+        "--warehouse_commit_interval_s=1",
     )  # fmt: skip
     env = {**os.environ, "CALLQA": f"{sys.executable} -m beam_jobs.cli"}
     with open(log, "ab") as fh:
