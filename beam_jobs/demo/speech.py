@@ -65,10 +65,10 @@ def pinyin(text: str) -> str:
 
 
 def speak(text: str, language: str, words_per_min: int = 150) -> np.ndarray:
-    """``text`` spoken at 16 kHz. ``language``: en, zh, or zh-en (code-switched: Han runs in
-    Mandarin, Latin runs in English)."""
-    if language == "en":
-        return _espeak(text, VOICES["en"], words_per_min)
+    """``text`` spoken at 16 kHz. ``language``: zh, zh-en (code-switched: Han runs in Mandarin,
+    Latin runs in English), en, or any other espeak-ng voice (fr, de, ...)."""
+    if language not in ("zh", "zh-en"):
+        return _espeak(text, VOICES.get(language, language), words_per_min)
     parts = []
     gap = np.zeros(int(0.08 * RATE_HZ), np.float32)
     for run in _RUNS.findall(text):

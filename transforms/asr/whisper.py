@@ -36,8 +36,9 @@ from transforms.core.script import HAN_RANGES
 
 #: faster-whisper's default: retried at these temperatures when a decode looks degenerate.
 WHISPER_FALLBACK_TEMPERATURES: Final = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-#: A language outside ``language_candidates`` is reported only when this likely.
-OTHER_LANGUAGE_MIN_P: Final = 0.8
+#: A language outside ``language_candidates`` is reported only when it is at least this many
+#: times as likely as the likeliest expected one (docs/design.md, "Language id").
+OTHER_LANGUAGE_MIN_ODDS: Final = 20.0
 #: Re-decodes of a repetitive output (sampled, batched), after the first deterministic one.
 WHISPER_RETRY_TEMPERATURES: Final = (0.4, 0.8)
 RETRY_SEED: Final = 0
@@ -104,13 +105,18 @@ def _same_window_buckets(windows: Sequence[int], max_size: int) -> list[list[int
 
 def pick_language(ranked: Sequence[tuple[str, float]], candidates: Sequence[str]) -> str:
     """Whisper's ranked ``("<|xx|>", p)`` list → a language code. The expected languages win
-    unless another one is clearly more likely (noise makes Whisper's language id wander: at
-    10 dB SNR it called English "fi")."""
+    unless another one is ``OTHER_LANGUAGE_MIN_ODDS`` times as likely as the likeliest of
+    them: noise makes Whisper's language id wander (at 10 dB SNR it called English "fi", at
+    p 0.67 on one CPU and above 0.8 on another), while clear speech in another language
+    outweighs the expected ones by 25-470 times."""
     codes = [(token[2:-2], p) for token, p in ranked]
     top, p_top = codes[0]
-    if not candidates or top in candidates or p_top >= OTHER_LANGUAGE_MIN_P:
+    if not candidates or top in candidates:
         return top
-    return max((c for c in codes if c[0] in candidates), key=lambda c: c[1], default=codes[0])[0]
+    expected = max((c for c in codes if c[0] in candidates), key=lambda c: c[1], default=None)
+    if expected is None or p_top >= OTHER_LANGUAGE_MIN_ODDS * expected[1]:
+        return top
+    return expected[0]
 
 
 def compression_ratio(text: str) -> float:

@@ -57,7 +57,11 @@ def test_language_id_prefers_the_expected_languages() -> None:
     noisy_english = [("<|fi|>", 0.41), ("<|en|>", 0.38), ("<|de|>", 0.1)]
     assert pick_language(noisy_english, ("zh", "en")) == "en"
     assert pick_language(noisy_english, ()) == "fi"
-    assert pick_language([("<|fr|>", 0.93), ("<|en|>", 0.04)], ("zh", "en")) == "fr"
+    # On another CPU's int8 kernels the same noisy English came out "fi" at 0.8 (CI).
+    assert pick_language([("<|fi|>", 0.82), ("<|en|>", 0.09)], ("zh", "en")) == "en"
+    assert pick_language([("<|fr|>", 0.92), ("<|en|>", 0.006)], ("zh", "en")) == "fr"
+    assert pick_language([("<|de|>", 0.74), ("<|en|>", 0.03)], ("zh", "en")) == "de"
+    assert pick_language([("<|ja|>", 0.99)], ("zh", "en")) == "ja"  # none expected ranked
     assert pick_language([("<|zh|>", 0.6), ("<|en|>", 0.3)], ("zh", "en")) == "zh"
 
 
