@@ -33,6 +33,7 @@ STREAMING_VALIDATE_WINDOW_S: Final = 1.0
 
 DEFAULT_TOPIC = "callqa.audio-chunks.v1"
 DEFAULT_TRANSCRIPTS_TOPIC = "callqa.transcripts.v1"
+DEFAULT_CALL_STATE_TOPIC = "callqa.call-state.v1"
 
 
 class StreamingJobOptions(PipelineOptions):
@@ -118,10 +119,10 @@ class StreamingJobOptions(PipelineOptions):
         )
         g.add_argument(
             "--call_state_topic",
-            default="off",
+            default=DEFAULT_CALL_STATE_TOPIC,
             help="compacted Kafka topic for each call's latest state, live and final (contract: "
-            "schemas/call_state.v1.schema.json); with --warehouse=iceberg live rows then go "
-            "there only, not to the calls table",
+            "schemas/call_state.v1.schema.json), created compacted when missing; the calls "
+            "table then holds final rows only. 'off': live rows go to the calls table",
         )
         g.add_argument("--asr_device", default="auto", choices=["auto", "cpu", "cuda"])
         g.add_argument(
@@ -292,7 +293,8 @@ class JobConfig:
     segment: SegmentOptions = SegmentOptions()
     transcripts_sink: TranscriptSinkConfig | None = None  # None: no live transcripts on Kafka
     warehouse: IcebergSinkConfig | None = None  # None: a Parquet file per row under output_dir
-    call_state_sink: TranscriptSinkConfig | None = None  # None: no call-state topic
+    # None: no call-state topic, and live call rows go to the calls table
+    call_state_sink: TranscriptSinkConfig | None = None
     analyze: AnalyzeOptions = AnalyzeOptions()
     validate_window_s: float = 0.0  # > 0: rows checked per window of processing time
     validate_live_window_s: float | None = None  # live call rows' window (None: the same)

@@ -110,8 +110,8 @@ def build_pipeline(
             | "CallStates" >> beam.Map(lambda r: r.row).with_output_types(CallRow)
             | "PublishCallState" >> PublishCallState(cfg.call_state_sink)
         )
-        if cfg.warehouse is not None:  # live rows leave the warehouse for the topic
-            to_table = checked_calls.valid | "FinalRows" >> beam.Filter(lambda r: r.row.is_final)
+        # live rows leave the warehouse for the topic
+        to_table = checked_calls.valid | "FinalRows" >> beam.Filter(lambda r: r.row.is_final)
     calls = to_table | "WriteCalls" >> _write(CALLS, cfg)
     failures += [aggregated.dead_letter, calls.dead_letter]
     if source_dead_letters is not None:
@@ -145,6 +145,12 @@ def _write(table: Table, cfg: JobConfig, emit_written: bool = False) -> beam.PTr
     if cfg.warehouse is None:
         return WriteTable(table, cfg.output_dir, emit_written=emit_written)
     return CommitToIceberg(table.name, cfg.warehouse, emit_written=emit_written)
+
+
+def job_config(argv: Sequence[str]) -> JobConfig:
+    return config_from_options(
+        PipelineOptions(runner_options(list(argv))).view_as(StreamingJobOptions)
+    )
 
 
 def make_pipeline(argv: Sequence[str]) -> tuple[beam.Pipeline, JobConfig]:
@@ -194,14 +200,14 @@ def preflight(cfg: JobConfig) -> None:
         needed = [(source.topic, "--kafka_topic")]
         if cfg.transcripts_sink is not None:
             needed.append((cfg.transcripts_sink.topic, "--transcripts_topic (or =off)"))
-        if cfg.call_state_sink is not None:
-            needed.append((cfg.call_state_sink.topic, "--call_state_topic (or =off)"))
         for topic, flag in needed:
             if topic not in topics:
                 raise RuntimeError(
                     f"Kafka topic {topic!r} does not exist on {source.bootstrap_servers}; "
                     f"create it (callqa kafka create-topic --topic {topic}) or pass {flag}"
                 )
+        if cfg.call_state_sink is not None:
+            _ensure_call_state_topic(admin, cfg.call_state_sink.topic, source.topic, topics)
     finally:
         admin.close()
     for path in filter(None, (cfg.output_dir, source.checkpoint_dir)):
@@ -218,6 +224,59 @@ def preflight(cfg: JobConfig) -> None:
                 f"({type(exc).__name__}: {exc}); check --iceberg_catalog_uri, "
                 "--iceberg_warehouse and --iceberg_catalog_config"
             ) from exc
+
+
+def call_state_topic_problem(topic: str, cleanup_policy: str) -> str | None:
+    """Why an existing topic cannot hold call states, or None: it must be compacted (Kafka
+    keeps each call's latest state; ``compact,delete`` also expires old calls)."""
+    if "compact" in (p.strip() for p in cleanup_policy.split(",")):
+        return None
+    return (
+        f"Kafka topic {topic!r} has cleanup.policy={cleanup_policy}; the call-state topic must "
+        f"be compacted (kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+        "--add-config cleanup.policy=compact), or pass another --call_state_topic (created "
+        "compacted when missing) or --call_state_topic=off"
+    )
+
+
+def _ensure_call_state_topic(admin: Any, topic: str, source_topic: str, topics: Any) -> None:
+    """Create the call-state topic compacted when it is missing (with the source topic's
+    partition count, replicated up to 3 times); refuse an existing one that is not compacted."""
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    if topic in topics:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": None})
+        try:
+            described = admin.describe_configs([resource], config_filter="all")
+            policy = described["topic"][topic]["cleanup.policy"]["value"]
+        except (KafkaError, KeyError) as exc:  # e.g. no DescribeConfigs permission
+            logging.getLogger(__name__).warning(
+                "cannot read the cleanup.policy of the call-state topic %s (%s); it must be "
+                "compacted", topic, exc,
+            )  # fmt: skip
+            return
+        problem = call_state_topic_problem(topic, policy)
+        if problem is not None:
+            raise RuntimeError(problem)
+        return
+    partitions = len(admin.describe_topics([source_topic])[0]["partitions"])
+    replicas = min(3, len(admin.describe_cluster()["brokers"]))
+    new = NewTopic(topic, partitions, replicas, topic_configs={"cleanup.policy": "compact"})
+    try:
+        admin.create_topics([new])
+    except TopicAlreadyExistsError:  # another job created it meanwhile
+        return
+    except KafkaError as exc:
+        raise RuntimeError(
+            f"cannot create the call-state topic {topic!r} ({type(exc).__name__}: {exc}); "
+            "create it compacted (callqa kafka create-topic --compact --topic "
+            f"{topic}) or pass --call_state_topic=off"
+        ) from exc
+    sys.stderr.write(
+        f"callqa: created the call-state topic {topic}: compacted, {partitions} partitions, "
+        f"{replicas} replicas\n"
+    )
 
 
 def _tls_refusal(
@@ -263,15 +322,22 @@ def _tls_hint(refusal: ssl.SSLCertVerificationError) -> str:
     return "set ssl_cafile in --kafka_client_config to the CA that signed the broker's certificate"
 
 
+def submit(argv: Sequence[str]) -> tuple[Any, JobConfig]:
+    """Parse, check (``preflight``: it creates the call-state topic), build and start the job;
+    returns its ``PipelineResult`` (running) and config. ``run``, the demo, the benchmarks and
+    the tests start jobs here."""
+    p, cfg = make_pipeline(argv)
+    preflight(cfg)
+    _LOG.info("callqa job: %s → %s", cfg.source, cfg.output_dir)
+    return p.run(), cfg
+
+
 def run(argv: Sequence[str]) -> int:
     """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming).
     Returns the exit status: 1 when a bounded run wrote a final row without all its
     transcripts (the log names the calls), or when the runner died under the job (its
     process was killed, say: a supervisor starts the job again)."""
-    p, cfg = make_pipeline(argv)
-    preflight(cfg)
-    _LOG.info("callqa job: %s → %s", cfg.source, cfg.output_dir)
-    result = p.run()
+    result, _ = submit(argv)
     try:
         wait_until_finish(result)
     except RunnerLost as exc:

@@ -11,6 +11,7 @@ every call's latest state. Value UTF-8 JSON (``call_state.v1.schema.json``), hea
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,3 +49,18 @@ def encode_call_state_event(row: CallRow, emitted_at_ms: int) -> tuple[bytes, by
         ("type", CALL_STATE_TYPE.encode()),
     ]
     return row.call_id.encode(), value, headers
+
+
+def latest_states(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each call's latest state among ``events`` (decoded values, in any order, repeats
+    allowed): the one with the highest ``(is_final, version, last_offset)``."""
+    latest: dict[str, dict[str, Any]] = {}
+    for event in events:
+        held = latest.get(event["call_id"])
+        if held is None or _order(event) > _order(held):
+            latest[event["call_id"]] = event
+    return latest
+
+
+def _order(event: dict[str, Any]) -> tuple[bool, int, int]:
+    return event["is_final"], event["version"], event["last_offset"]

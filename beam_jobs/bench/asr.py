@@ -178,7 +178,7 @@ def _latency_run(
     bootstrap: str, topic: str, live: str, calls: list[ScriptedCall], extra: list[str]
 ) -> list[float]:
     from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
-    from beam_jobs.pipeline import make_pipeline
+    from beam_jobs.pipeline import submit
 
     work = Path(tempfile.mkdtemp(prefix="callqa-bench-lat-"))
     argv = [
@@ -191,8 +191,7 @@ def _latency_run(
         "--live_interval_s=0",
         *extra,
     ]
-    pipeline, _ = make_pipeline(argv)
-    result = pipeline.run()
+    result, _ = submit(argv)
     follower = LiveFollower(bootstrap, live)
     try:
         # Warm-up: a first call loads the models; its utterances are not counted. Its capture

@@ -25,13 +25,13 @@ from typing import Any
 
 from beam_jobs import warehouse
 from beam_jobs.ceiling import batched_speech_rate
-from beam_jobs.config import DEFAULT_TRANSCRIPTS_TOPIC
+from beam_jobs.config import DEFAULT_CALL_STATE_TOPIC, DEFAULT_TRANSCRIPTS_TOPIC
 from beam_jobs.demo.calls import demo_calls
-from beam_jobs.demo.live import LiveFollower, latencies_s, percentile
+from beam_jobs.demo.live import LiveFollower, latencies_s, percentile, read_topic
 from beam_jobs.demo.plan import MEASURE_SPEECH_S, DemoPlan, plan, start_times_ms, turn_utterances
 from beam_jobs.demo.producer import call_events, interleave, new_producer, send_events
 from beam_jobs.demo.speech import ScriptedCall
-from beam_jobs.pipeline import make_pipeline
+from beam_jobs.pipeline import job_config, submit
 from beam_jobs.report.asr_eval import UNITS, error_counts
 from beam_jobs.services.local import create_topic, default_broker, prism_binary
 from schemas.audio import DEFAULT_CHUNK_MS
@@ -71,6 +71,7 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
     create_topic(broker.bootstrap_servers, topic, partitions=4)
     live_topic = f"{DEFAULT_TRANSCRIPTS_TOPIC}.{topic}"
     create_topic(broker.bootstrap_servers, live_topic, partitions=2)
+    state_topic = f"{DEFAULT_CALL_STATE_TOPIC}.{topic}"  # the job creates it compacted
     argv = [
         "--streaming",
         f"--kafka_bootstrap_servers={broker.bootstrap_servers}",
@@ -81,16 +82,18 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
         "--live_interval_s=4",
         f"--asr={asr}",
         f"--transcripts_topic={live_topic}",
+        f"--call_state_topic={state_topic}",
     ]
-    pipeline, cfg = make_pipeline(argv)
+    cfg = job_config(argv)
     concurrent = len(calls)
     if cfg.asr is not None:
         print("[4/7] measuring this machine's ASR speed on the demo's own speech ...")
         demo_plan = measure(cfg.asr, calls)
         print(f"      {demo_plan.summary()}")
         concurrent = demo_plan.concurrent
-    print(f"[5/7] streaming job on Prism (ASR: {asr}): {topic} → {out}, live → {live_topic}")
-    result = pipeline.run()
+    print(f"[5/7] streaming job on Prism (ASR: {asr}): {topic} → {out}, live → {live_topic}, "
+          f"call states → {state_topic}")  # fmt: skip
+    result, _ = submit(argv)
     follower = LiveFollower(broker.bootstrap_servers, live_topic)
     try:
         durations = [len(c.audio.channels["agent"]) / c.audio.sample_rate_hz for c in calls]
@@ -122,11 +125,12 @@ def run_demo(output_dir: str, asr: str = "embedded") -> int:
     _print_qa(rows)
     scored = _print_transcripts(out, calls)
     _print_latency(follower)
-    live = sum(1 for r in warehouse.all_call_rows(out) if not r["is_final"])
+    states = read_topic(broker.bootstrap_servers, state_topic)
+    live = sum(1 for e in states if not e["is_final"])
     dls = warehouse.dead_letters(out)
     print()
     print(
-        f"final calls: {len(rows)}/{len(calls)}; live rows: {live}; "
+        f"final calls: {len(rows)}/{len(calls)}; live call states on Kafka: {live}; "
         f"live transcripts on Kafka: {len(follower.events)}; dead letters: {len(dls)}"
     )
     for dl in dls:

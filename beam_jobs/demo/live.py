@@ -35,6 +35,19 @@ class LiveFollower:
         self._consumer.close()
 
 
+def read_topic(bootstrap: str, topic: str, idle_ms: int = 3000) -> list[dict[str, Any]]:
+    """Every JSON value on ``topic`` from its start, until it has been idle ``idle_ms`` (the
+    call-state topic: a compacted topic keeps at least each key's latest record)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             group_id=None, consumer_timeout_ms=idle_ms)  # fmt: skip
+    try:
+        return [json.loads(r.value) for r in consumer]
+    finally:
+        consumer.close()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]

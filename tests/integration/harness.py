@@ -16,7 +16,7 @@ from kafka.partitioner.default import murmur2
 
 from beam_jobs import warehouse
 from beam_jobs.demo.producer import CallAudio, call_events, interleave, new_producer, send_events
-from beam_jobs.pipeline import make_pipeline
+from beam_jobs.pipeline import submit
 
 
 def partition_of(call_id: str, partitions: int = 4) -> int:
@@ -35,6 +35,12 @@ def call_ids_on(partition: int, count: int, prefix: str, partitions: int = 4) ->
     return out
 
 
+def call_state_topic(topic: str) -> str:
+    """The call-state topic of a job reading ``topic`` through ``job_args``: the job creates it
+    compacted."""
+    return f"{topic}.call-state"
+
+
 def job_args(
     bootstrap: str, topic: str, out: Path, prism: str, *extra: str, streaming: bool = True
 ) -> list[str]:
@@ -46,15 +52,16 @@ def job_args(
         f"--kafka_topic={topic}",
         f"--kafka_group_id={topic}",
         f"--output_dir={out}",
+        f"--call_state_topic={call_state_topic(topic)}",
         *extra,
     ]
 
 
 @contextmanager
 def streaming_job(argv: Sequence[str]) -> Any:
-    """Run the streaming job in this process; cancel it on exit."""
-    pipeline, _ = make_pipeline(list(argv))
-    result = pipeline.run()
+    """Run the streaming job in this process, checked first as ``callqa run`` does (which
+    creates the call-state topic); cancel it on exit."""
+    result, _ = submit(list(argv))
     try:
         yield result
     finally:

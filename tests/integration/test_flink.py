@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from beam_jobs import warehouse
+from beam_jobs.demo.live import read_topic
 from beam_jobs.demo.producer import (
     call_events,
     interleave,
@@ -27,7 +28,7 @@ from beam_jobs.demo.producer import (
     send_events,
     synthetic_call,
 )
-from tests.integration.harness import streaming_job
+from tests.integration.harness import call_state_topic, streaming_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -88,6 +89,7 @@ def test_streaming_job_on_flink(
         f"--kafka_group_id={topic}",
         f"--output_dir={out}",
         "--live_interval_s=1",
+        f"--call_state_topic={call_state_topic(topic)}",
     ]
     calls = [synthetic_call(f"fl-{i}", 4.0, seed=i) for i in range(6)]
     with streaming_job(argv) as result:
@@ -109,4 +111,6 @@ def test_streaming_job_on_flink(
     assert sorted(rows) == sorted(c.call_id for c in calls)
     for r in rows.values():
         assert (r["version"], r["chunk_count"], r["agent_audio_s"]) == (1, 80, 4.0)
-    assert any(not r["is_final"] for r in warehouse.all_call_rows(out))
+    assert all(r["is_final"] for r in warehouse.all_call_rows(out))
+    states = read_topic(kafka_bootstrap, call_state_topic(topic))
+    assert any(not e["is_final"] for e in states), "no live states on the call-state topic"

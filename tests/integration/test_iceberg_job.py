@@ -13,7 +13,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
@@ -21,9 +22,10 @@ from beam_jobs.cli import main
 from beam_jobs.demo.producer import synthetic_call
 from beam_jobs.report.report import build_report
 from beam_jobs.services.local import create_topic, unique_name
-from schemas.call_state_events import SCHEMA_PATH
+from schemas.call_state_events import SCHEMA_PATH, latest_states
 from tests.integration.harness import (
     assert_each_call_once,
+    call_state_topic,
     job_args,
     kill_job_process,
     produce_calls,
@@ -123,16 +125,14 @@ def test_killed_between_write_and_commit_loses_and_shows_nothing(
 def test_live_rows_go_to_the_compacted_call_state_topic(
     kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path
 ) -> None:
-    """With --warehouse=iceberg and --call_state_topic, live rows leave the warehouse: the
-    compacted topic gets every call's live states and then its final one (contract v1), the
-    calls table only final rows."""
+    """By default live rows leave the warehouse: the job creates the call-state topic
+    compacted, with the source's partitions; it gets every call's live states and then its
+    final one (contract v1), the calls table only final rows."""
     out, log = tmp_path / "out", tmp_path / "job.log"
-    states = unique_name("callqa-call-state")
-    create_topic(kafka_bootstrap, states, partitions=2, compact=True)
     argv = job_args(kafka_bootstrap, topic, out, prism_location, "--inactivity_gap_s=3",
-                    "--live_interval_s=1", "--allowed_lateness_s=1", "--warehouse=iceberg",
-                    "--warehouse_commit_interval_s=1",
-                    f"--call_state_topic={states}")  # fmt: skip
+                    "--live_interval_s=1", "--allowed_lateness_s=1",
+                    "--warehouse_commit_interval_s=1")  # fmt: skip
+    states = call_state_topic(topic)
     calls = [synthetic_call(f"state-{i}", 6.0, seed=i) for i in range(3)]
     job = start_job(argv, log)
     try:
@@ -142,6 +142,8 @@ def test_live_rows_go_to_the_compacted_call_state_topic(
     finally:
         stop_job(job)
     text = log.read_text()
+    assert f"created the call-state topic {states}: compacted, 4 partitions, 1 replicas" in text
+    assert _cleanup_policy(kafka_bootstrap, states) == "compact"
     assert_each_call_once(out, expected, text)
     assert all(r["is_final"] for r in warehouse.all_call_rows(out))  # no live row in the table
     consumer = KafkaConsumer(states, bootstrap_servers=kafka_bootstrap,
@@ -160,5 +162,28 @@ def test_live_rows_go_to_the_compacted_call_state_topic(
     assert set(by_call) == set(expected)
     for call_id, events in by_call.items():
         assert any(not e["is_final"] for e in events), call_id  # live states while open
-        last = max(events, key=lambda e: (e["is_final"], e["version"], e["last_offset"]))
+    for call_id, last in latest_states(e for es in by_call.values() for e in es).items():
         assert last["is_final"] and last["chunk_count"] == expected[call_id]
+
+
+def test_a_call_state_topic_that_is_not_compacted_is_refused(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = unique_name("callqa-plain")
+    create_topic(kafka_bootstrap, plain, partitions=1)
+    rc = main(["run", "--streaming", f"--kafka_bootstrap_servers={kafka_bootstrap}",
+               f"--kafka_topic={topic}", f"--output_dir={tmp_path}",
+               f"--call_state_topic={plain}"])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{plain!r} has cleanup.policy=delete" in err and "must be compacted" in err, err
+
+
+def _cleanup_policy(bootstrap: str, topic: str) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": None})
+        described = admin.describe_configs([resource], config_filter="all")
+        return str(described["topic"][topic]["cleanup.policy"]["value"])
+    finally:
+        admin.close()

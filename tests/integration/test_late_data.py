@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from beam_jobs import warehouse
+from beam_jobs.demo.live import read_topic
 from beam_jobs.demo.producer import call_events, new_producer, send_events, synthetic_call
-from tests.integration.harness import job_args, streaming_job
+from schemas.call_state_events import latest_states
+from tests.integration.harness import call_state_topic, job_args, streaming_job
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +60,11 @@ def test_live_final_late_correction_and_too_late(
     finals = sorted((r["version"], r["close_reason"], r["chunk_count"]) for r in rows
                     if r["is_final"])  # fmt: skip
     assert finals == [(1, "end_of_call", len(on_time)), (2, "late_correction", len(events))]
-    assert any(not r["is_final"] and r["version"] == 0 for r in rows), "no live rows"
+    assert all(r["is_final"] for r in rows)  # live states go to the call-state topic:
+    states = read_topic(kafka_bootstrap, call_state_topic(topic))
+    assert any(not e["is_final"] and e["version"] == 0 for e in states), "no live states"
+    latest = latest_states(states)["late-1"]
+    assert (latest["version"], latest["close_reason"]) == (2, "late_correction")
     assert warehouse.final_calls(out)[0]["version"] == 2  # the consumer query keeps v2
     late = [d for d in warehouse.dead_letters(out) if d["reason"] == "too_late"]
     assert [(d["call_id"], d["stage"]) for d in late] == [("late-1", "aggregate")]

@@ -14,6 +14,7 @@ import apache_beam as beam
 import pytest
 
 from beam_jobs import warehouse
+from beam_jobs.demo.live import read_topic
 from beam_jobs.demo.producer import (
     call_events,
     interleave,
@@ -21,7 +22,8 @@ from beam_jobs.demo.producer import (
     send_events,
     synthetic_call,
 )
-from tests.integration.harness import job_args, partition_of, streaming_job
+from schemas.call_state_events import latest_states
+from tests.integration.harness import call_state_topic, job_args, partition_of, streaming_job
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +100,13 @@ def test_twenty_calls_streamed_with_dead_letters(
     by_id = {r["call_id"]: r for r in finals}
     assert by_id["e2e-03"]["missing_seqs"] == "agent:5-6"
     assert by_id["e2e-04"]["duplicate_chunks"] == 1
-    assert any(not r["is_final"] for r in rows), "live rows were expected while calls were open"
+    assert len(rows) == len(finals)  # live states go to the call-state topic, keyed by call:
+    states = read_topic(kafka_bootstrap, call_state_topic(topic))
+    assert any(not e["is_final"] for e in states), "live states were expected while calls were open"
+    latest = latest_states(states)
+    assert {c: (e["is_final"], e["chunk_count"]) for c, e in latest.items()} == {
+        r["call_id"]: (True, r["chunk_count"]) for r in finals
+    }
 
     reasons = {(d["call_id"], d["reason"]) for d in warehouse.dead_letters(out)}
     assert {

@@ -8,7 +8,12 @@ import json
 import jsonschema
 import pytest
 
-from schemas.call_state_events import SCHEMA_PATH, call_state_event, encode_call_state_event
+from schemas.call_state_events import (
+    SCHEMA_PATH,
+    call_state_event,
+    encode_call_state_event,
+    latest_states,
+)
 from schemas.records import ScorecardResult
 from tests.records import call_metrics, call_row
 
@@ -37,3 +42,15 @@ def test_the_schema_refuses_an_unknown_field() -> None:
     event = call_state_event(call_row(), emitted_at_ms=1) | {"extra": 1}
     with pytest.raises(jsonschema.ValidationError):
         VALIDATOR.validate(event)
+
+
+def test_a_consumer_keeps_the_final_then_highest_version_then_latest_offset() -> None:
+    def event(call_id: str, final: bool, version: int, offset: int) -> dict:
+        row = call_row(call_id=call_id, is_final=final, version=version, last_offset=offset)
+        return call_state_event(row, emitted_at_ms=offset)
+
+    live, v1, v2 = event("a", False, 0, 9), event("a", True, 1, 5), event("a", True, 2, 7)
+    b_live, b_later = event("b", False, 0, 3), event("b", False, 0, 4)
+    for order in ([live, v1, v2, b_live, b_later], [v2, b_later, v1, live, b_live, v2]):
+        assert latest_states(order) == {"a": v2, "b": b_later}  # any order, repeats allowed
+    assert latest_states([]) == {}
