@@ -256,6 +256,7 @@ class LevelResult(NamedTuple):
     rss_mb: Mapping[str, float]
     stages: str  # the py-spy breakdown, or why there is none
     final_max_s: float = FINAL_P95_MAX_S  # Iceberg: plus the commit interval
+    slowest: tuple[str, ...] = ()  # the slowest transcripts, described
 
 
 def verdict(r: LevelResult) -> list[str]:
@@ -753,14 +754,30 @@ class Run:
     def received(self) -> list[tuple[int, int]]:
         return [(recv, int(e["end_ms"])) for recv, e in list(self.follower.events)]
 
-    def latencies(self, start_ms: int, end_ms: int) -> list[float]:
-        """End of utterance → transcript on Kafka for utterances ending in [start, end)."""
-        events = [
+    def _events(self, start_ms: int, end_ms: int) -> list[tuple[int, dict[str, Any]]]:
+        return [
             (recv, e)
             for recv, e in list(self.follower.events)
             if start_ms <= e["end_ms"] < end_ms and e["call_id"] != WARMUP_CALL_ID
         ]
-        return latencies_s(events, self.chunk_ms)
+
+    def latencies(self, start_ms: int, end_ms: int) -> list[float]:
+        """End of utterance → transcript on Kafka for utterances ending in [start, end)."""
+        return latencies_s(self._events(start_ms, end_ms), self.chunk_ms)
+
+    def slowest(self, start_ms: int, end_ms: int, k: int = 3) -> tuple[str, ...]:
+        """The ``k`` slowest of those transcripts: latency, channel, length, place in the call."""
+        events = self._events(start_ms, end_ms)
+        ranked = sorted(zip(latencies_s(events, self.chunk_ms), events, strict=True),
+                        key=lambda le: -le[0])[:k]  # fmt: skip
+        out = []
+        for lat, (_, e) in ranked:
+            call = self.scheduler.calls.get(e["call_id"])
+            long_s = (e["end_ms"] - e["start_ms"]) / 1000
+            into_s = None if call is None else (e["end_ms"] - call.start_ms) / 1000
+            where = "" if into_s is None else f", ending {into_s:.1f} s in"
+            out.append(f"{lat:.2f} s ({e['channel']}, {long_s:.1f} s long{where})")
+        return tuple(out)
 
     def final_latencies(self, start_ms: int, end_ms: int) -> tuple[list[float], int, int]:
         """End of call → final row readable, for calls ending in [start, end): the latencies
@@ -820,6 +837,7 @@ def _measure_level(
         rss_mb={k: after[k][1] for k in after},
         stages=run.spy.result(),
         final_max_s=run.final_max_s,
+        slowest=run.slowest(w0, w1),
     )
 
 
@@ -952,6 +970,8 @@ def bench_capacity(args: argparse.Namespace) -> int:
             results.append((n, r))
             print(format_row(n, r))
             print(f"{'':>6}{r.stages}", flush=True)
+            if r.slowest:
+                print(f"{'':>6}slowest transcripts: {'; '.join(r.slowest)}", flush=True)
             if verdict(r) and not args.keep_going:
                 break
         calls = [*([run.warm] if run.warm else []), *scheduler.calls.values()]
