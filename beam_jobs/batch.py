@@ -382,11 +382,29 @@ def write_summary(
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
 
-def _finished_calls(root: str, prior: dict[str, int], iceberg: bool) -> set[str]:
-    """Calls of this run with a new final row or a read dead letter (for the progress bar)."""
-    if iceberg:
-        return _finished_in_tables(root, prior)
-    by_name = {safe_name(c): c for c in prior}  # Parquet: file names only, no Parquet read
+class _FinishedCalls:
+    """The calls of one wave with a new final row or a read dead letter (for the progress bar).
+    On Iceberg the tables are read again only after a new commit to one of them."""
+
+    def __init__(self, root: str, prior: dict[str, int], iceberg: bool) -> None:
+        self._root, self._prior, self._iceberg = root, prior, iceberg
+        self._seen: tuple[str | None, ...] | None = None  # the snapshots last read
+        self._done: set[str] = set()
+
+    def __call__(self) -> set[str]:
+        if not self._iceberg:
+            return _finished_in_files(self._root, self._prior)
+        snapshots = tuple(
+            warehouse.snapshot_id(self._root, t) for t in (CALLS.name, DEAD_LETTERS.name)
+        )
+        if snapshots != self._seen:
+            self._done, self._seen = _finished_in_tables(self._root, self._prior), snapshots
+        return self._done
+
+
+def _finished_in_files(root: str, prior: dict[str, int]) -> set[str]:
+    """Parquet: from the file names only, no Parquet read."""
+    by_name = {safe_name(c): c for c in prior}
     done = set()
     for f in (Path(root) / CALLS.name).rglob("*.final.parquet"):
         name, _, rest = f.name.rpartition(".v")  # <call>.v<version>.final.parquet
@@ -400,27 +418,17 @@ def _finished_calls(root: str, prior: dict[str, int], iceberg: bool) -> set[str]
     return done
 
 
-_SEEN_SNAPSHOTS: dict[str, tuple[tuple[str | None, ...], set[str]]] = {}
-
-
 def _finished_in_tables(root: str, prior: dict[str, int]) -> set[str]:
-    """``_finished_calls`` on Iceberg tables: read again only after a new commit."""
-    snapshots = tuple(warehouse.snapshot_id(root, t) for t in (CALLS.name, DEAD_LETTERS.name))
-    cached = _SEEN_SNAPSHOTS.get(root)
-    if cached is not None and cached[0] == snapshots:
-        return cached[1]
     done = {
         r["call_id"]
         for r in warehouse.final_calls(root)
         if r["call_id"] in prior and r["version"] > prior[r["call_id"]]
     }
-    done |= {
+    return done | {
         d["call_id"]
         for d in warehouse.dead_letters(root)
         if d["stage"] == READ_STAGE and d["call_id"] in prior
     }
-    _SEEN_SNAPSHOTS[root] = (snapshots, done)
-    return done
 
 
 @contextmanager
@@ -453,6 +461,7 @@ def _run_pipeline(
     prior = {f.task.call_id: f.prior_version for f in wave}
     seconds = {f.task.call_id: f.audio_s for f in wave}
     start_n = bar.n
+    finished = _FinishedCalls(cfg.job.output_dir, prior, cfg.job.warehouse is not None)
     # One waiter: the portable runner's wait_until_finish(duration) starts a reader of the job's
     # message stream per call, and a second reader breaks the stream (gRPC error 8).
     ended: Future[Any] = Future()
@@ -462,7 +471,7 @@ def _run_pipeline(
             state = ended.result(timeout=2.0)
             break
         except FutureTimeout:
-            done = _finished_calls(cfg.job.output_dir, prior, cfg.job.warehouse is not None)
+            done = finished()
             bar.n = round(start_n + sum(seconds[c] for c in done), 1)
             bar.set_postfix_str(f"{before}, this wave {len(done)}/{len(wave)} files")
     bar.n = round(start_n + sum(seconds.values()), 1)

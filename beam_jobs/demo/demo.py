@@ -36,8 +36,10 @@ from beam_jobs.report.asr_eval import UNITS, error_counts
 from beam_jobs.services.local import create_topic, default_broker, prism_binary
 from schemas.audio import DEFAULT_CHUNK_MS
 from schemas.records import Utterance
+from transforms.analyze import AnalyzeOptions
 from transforms.asr.options import AsrOptions
 from transforms.core.segmentation import SegmentOptions
+from transforms.core.text_analytics import redact_all
 
 DEMO_MALFORMED = (
     ("bad-version", [("schema_version", b"99")], b"\x00\x00"),
@@ -225,15 +227,19 @@ def _print_qa(rows: dict[str, dict[str, Any]]) -> None:
 
 
 def _print_transcripts(out: Path, calls: list[Any]) -> bool:
-    """Each call's transcript beside its script and error rate; True when all have text."""
+    """Each call's transcript beside its script and error rate; True when all have text.
+    The transcripts are stored redacted, so each turn of the script is redacted the same way
+    (the job's defaults) before scoring: a number heard right and redacted is no error."""
     rows = warehouse.transcripts(out)
+    digits = AnalyzeOptions().redact_numbers_min_digits
     pooled: dict[str, list[int]] = {}
     complete = True
     for call in calls:
         cid = call.audio.call_id
         mine = [r for r in rows if r["call_id"] == cid]
         hypothesis = " ".join(r["text"] for r in mine)
-        errors, n = error_counts(call.reference(), hypothesis)
+        reference, _ = redact_all([t.text for t in call.turns], digits)
+        errors, n = error_counts(" ".join(reference), hypothesis)
         unit = UNITS[call.language]
         pooled.setdefault(unit, [0, 0])
         pooled[unit][0] += errors

@@ -20,7 +20,7 @@ from beam_jobs.batch import (
     SKIPPED,
     FilePlan,
     Throughput,
-    _finished_calls,
+    _FinishedCalls,
     file_results,
     format_table,
     plan_files,
@@ -174,7 +174,7 @@ def test_progress_counts_new_final_rows_and_read_dead_letters(tmp_path: Path) ->
         (calls / name).touch()
     (letters / "read.unreadable_audio.e.0123456789abcdef.parquet").touch()
     prior = {"a": 0, "b": 1, "c": 1, "d": 0, "e": 0, "x.y": 0}
-    assert _finished_calls(str(tmp_path), prior, iceberg=False) == {"a", "b", "e", "x.y"}
+    assert _FinishedCalls(str(tmp_path), prior, iceberg=False)() == {"a", "b", "e", "x.y"}
 
 
 def test_waves_cut_the_plan_by_audio_in_order() -> None:
