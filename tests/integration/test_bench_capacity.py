@@ -36,10 +36,13 @@ def test_one_level_measures_latency_and_the_ceiling(
     assert re.search(r"capacity: \d+ calls = [\d.]+ of the ceiling", out), out
     floor = re.search(r"decode alone p50 ([\d.]+) s / p95 ([\d.]+) s \((\d+) utterances", out)
     assert floor and 0 < float(floor[1]) <= float(floor[2]) and int(floor[3]) > 0, out
-    _the_tables_got_at_most_one_file_per_commit_interval(out)  # the default warehouse
+    finals = re.search(r"\s\((\d+)(?:, (\d+) late)?\)\s", " ".join(rows[0]) + " ")
+    assert finals, out
+    written = int(finals[1]) - int(finals[2] or 0)  # calls that ended with a final row
+    _the_tables_got_at_most_one_file_per_commit_interval(out, written)  # the default warehouse
 
 
-def _the_tables_got_at_most_one_file_per_commit_interval(out: str) -> None:
+def _the_tables_got_at_most_one_file_per_commit_interval(out: str, finals: int) -> None:
     assert "final p95 ≤ 15 s (Iceberg: 5 s + the commit interval)" in out, out
     table = out.split("warehouse: Iceberg commits over the run (commit interval 10 s)\n")[1]
     stats = {}
@@ -48,6 +51,8 @@ def _the_tables_got_at_most_one_file_per_commit_interval(out: str) -> None:
         stats[name] = (int(commits), int(added), int(per_interval))
     assert set(stats) == {"calls", "transcripts", "scorecard_answers", "dead_letters",
                           "quarantine"}, out  # fmt: skip
-    assert stats["transcripts"][0] >= 2 and stats["calls"][0] >= 1, out  # live rows, transcripts
+    assert stats["transcripts"][0] >= 1, out  # how many depends on the machine's speed
+    # final rows only (live ones go to the call-state topic): a commit once a call ended
+    assert stats["calls"][0] >= 1 or finals == 0, out
     assert all(per <= 1 for _, _, per in stats.values()), out  # one day: one file an interval
     assert "callqa warehouse maintain (orphan grace 0: the job has stopped)" in out, out
