@@ -7,12 +7,14 @@ Both are installed from package registries into a cache directory (``$CALLQA_HOM
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -58,6 +60,34 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("CALLQA_HOME", Path.home() / ".cache" / "callqa"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def locked_environment(name: str, *, with_callqa: bool = False) -> Path:
+    """The python of a virtual environment holding exactly ``deploy/lock/{name}.txt`` (hashes
+    checked), for tools the job's environment cannot hold (Airflow, Beam's GCP extra). Made
+    with uv on first use under ``$CALLQA_HOME/envs/{name}-{lock digest}`` and kept, so a changed
+    lock file gets a new environment. ``with_callqa`` adds this checkout, editable, without
+    dependencies (the lock holds them)."""
+    root = Path(__file__).resolve().parents[2]
+    lock = root / "deploy" / "lock" / f"{name}.txt"
+    if not lock.is_file():
+        raise RuntimeError(f"no lock file {lock}: run from a checkout of callqa")
+    digest = hashlib.sha256(lock.read_bytes() + str(with_callqa).encode()).hexdigest()[:12]
+    env = cache_dir() / "envs" / f"{name}-{digest}"
+    python = env / "bin" / "python"
+    if (env / ".installed").exists():
+        return python
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or _require(
+        "uv", f"make the {name} environment"
+    )
+    _LOG.info("making the %s environment from %s in %s", name, lock, env)
+    subprocess.run([uv, "venv", "-q", "--clear", "--python", sys.executable, str(env)], check=True)
+    install = [uv, "pip", "install", "-q", "--python", str(python)]
+    subprocess.run([*install, "--require-hashes", "-r", str(lock)], check=True)
+    if with_callqa:
+        subprocess.run([*install, "--no-deps", "-e", str(root)], check=True)
+    (env / ".installed").write_text(lock.read_text())
+    return python
 
 
 def free_port() -> int:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for callqa: a Python venv with the package and its dev tools, the
-# Kafka 4.4.0 jars (Maven Central), the Prism 2.77.0 runner (go install) and kcat (Debian).
+# Sets up a fresh machine for callqa: a Python venv with the package and its dev tools at the
+# versions of deploy/lock/callqa.txt, the Kafka 4.4.0 jars (Maven Central), the Prism 2.77.0
+# runner (go install) and kcat (Debian).
 # Idempotent: a second run only checks. Needs python3 >= 3.11, java 17+, mvn, go.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -8,8 +9,12 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev,asr,embedded-asr,speech,qa,bench]"
+# Exactly the versions CI tested: deploy/lock/callqa.txt (hash-checked), installed by the uv it
+# pins; then this checkout itself, editable. deploy/lock/update.sh re-resolves the lock.
+uv_pin="$(grep -m1 -o '^uv==[^ ]*' deploy/lock/callqa.txt)"
+.venv/bin/python -m pip install -q --disable-pip-version-check "$uv_pin"
+.venv/bin/uv pip install -q --python .venv/bin/python --require-hashes -r deploy/lock/callqa.txt
+.venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
 # Debian tools: kcat (the non-Python producer in the README), espeak-ng + sox (speech for
 # the ASR tests), chromium + a CJK font (the report).
 missing=""
