@@ -1,0 +1,141 @@
+"""The streaming job on a real Flink 1.16 session cluster (deploy/flink/cluster.sh): a
+JobManager and two TaskManagers as separate JVMs, the Python SDK workers in Beam's worker pool
+(``--environment_type=EXTERNAL``), parallelism 2, submitted through Beam's Flink job server.
+
+Calls come out once each while the work is spread over both TaskManagers; then one
+TaskManager is killed (SIGKILL) while calls stream in: Flink restarts the job on the slots left
+and the calls before, during and after the loss still come out once each (0 lost, 0
+duplicated)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beam_jobs import warehouse
+from beam_jobs.demo.producer import synthetic_call
+from beam_jobs.services.local import free_port
+from tests.integration.harness import (
+    assert_each_call_once,
+    call_state_topic,
+    produce_calls,
+    streaming_job,
+)
+from tests.integration.test_flink import flink_job_server_jar  # noqa: F401 (a fixture)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
+
+
+class Cluster:
+    def __init__(self, directory: Path, rest_port: int, pool_port: int) -> None:
+        self.dir = directory
+        self.master = f"127.0.0.1:{rest_port}"
+        self.pool = f"127.0.0.1:{pool_port}"
+
+    def rest(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://{self.master}{path}", timeout=10) as r:
+            return json.load(r)
+
+    def pid(self, name: str) -> int:
+        return int((self.dir / f"{name}.pid").read_text())
+
+    def running_job(self) -> str:
+        (job,) = [j["jid"] for j in self.rest("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+        return str(job)
+
+    def records_per_taskmanager(self, job: str) -> dict[str, int]:
+        """Records each TaskManager's subtasks received, over all of the job's vertices."""
+        out: dict[str, int] = {}
+        for v in self.rest(f"/jobs/{job}")["vertices"]:
+            for tm in self.rest(f"/jobs/{job}/vertices/{v['id']}/taskmanagers")["taskmanagers"]:
+                key = tm["taskmanager-id"]
+                out[key] = out.get(key, 0) + int(tm["metrics"]["read-records"])
+        return out
+
+
+@pytest.fixture
+def flink_cluster(tmp_path: Path, flink_job_server_jar: str) -> Iterator[Cluster]:  # noqa: F811
+    rest_port, rpc_port, pool_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "FLINK_CLUSTER_DIR": str(tmp_path / "flink"),
+        "FLINK_REST_PORT": str(rest_port),
+        "FLINK_RPC_PORT": str(rpc_port),
+        "BEAM_WORKER_POOL_PORT": str(pool_port),
+    }
+    subprocess.run([str(CLUSTER), "start"], env=env, check=True, timeout=400)
+    try:
+        yield Cluster(tmp_path / "flink", rest_port, pool_port)
+    finally:
+        subprocess.run([str(CLUSTER), "stop"], env=env, check=True, timeout=120)
+
+
+@pytest.mark.timeout(1200)  # two waits for final rows on a slow, busy machine
+def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
+    kafka_bootstrap: str,
+    flink_cluster: Cluster,
+    flink_job_server_jar: str,  # noqa: F811
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "--runner=FlinkRunner",
+        f"--flink_master={flink_cluster.master}",
+        f"--flink_job_server_jar={flink_job_server_jar}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={flink_cluster.pool}",
+        "--parallelism=2",
+        "--streaming",
+        "--max_bundle_time_mills=100",
+        f"--kafka_bootstrap_servers={kafka_bootstrap}",
+        f"--kafka_topic={topic}",
+        f"--kafka_group_id={topic}",
+        f"--output_dir={out}",
+        f"--call_state_topic={call_state_topic(topic)}",
+    ]
+    before = [synthetic_call(f"fc-a{i}", 4.0, seed=i) for i in range(6)]
+    during = [synthetic_call(f"fc-b{i}", 8.0, seed=10 + i) for i in range(6)]
+    with streaming_job(argv):
+        expected = produce_calls(
+            kafka_bootstrap, topic, before, int(time.time() * 1000) + 3000, 300
+        )
+        warehouse.wait_for_final_calls(out, expected, timeout_s=300)
+        job = flink_cluster.running_job()
+        spread = flink_cluster.records_per_taskmanager(job)
+        print(f"records received per TaskManager: {spread}")
+        assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
+
+        # calls stream in over ~10 s; one TaskManager dies 3 s in
+        sent: dict[str, int] = {}
+        producing = threading.Thread(
+            target=lambda: sent.update(
+                produce_calls(kafka_bootstrap, topic, during, int(time.time() * 1000), 400)
+            )
+        )
+        producing.start()
+        time.sleep(3)
+        os.kill(flink_cluster.pid("taskmanager-1"), signal.SIGKILL)
+        producing.join(timeout=120)
+        assert sent, "the producer did not finish"
+        expected |= sent
+        warehouse.wait_for_final_calls(out, expected, timeout_s=400)
+        overview = flink_cluster.rest("/overview")
+        failures = flink_cluster.rest(f"/jobs/{job}/exceptions")["exceptionHistory"]["entries"]
+    print(f"after the kill: {overview['taskmanagers']} TaskManager, {len(failures)} failures")
+    assert overview["taskmanagers"] == 1, overview
+    assert failures, "Flink saw no failure: was the killed TaskManager working?"
+    assert_each_call_once(out, expected)
