@@ -3,8 +3,9 @@
 # (deploy/flink/setup.sh; flink-dist is not needed): a JobManager, FLINK_TASKMANAGERS (2)
 # TaskManagers with 2 slots each, and Beam's Python worker pool (the SDK workers), each its own
 # process, all on 127.0.0.1.
-#   ./deploy/flink/cluster.sh start        # waits until every TaskManager registered
-#   FLINK_MASTER=127.0.0.1:8081 ./deploy/flink/run.sh --parallelism=2 --kafka_topic=...
+#   eval "$(./deploy/flink/cluster.sh start)"  # waits for every TaskManager; exports
+#                                               # FLINK_MASTER and BEAM_WORKER_POOL
+#   ./deploy/flink/run.sh --kafka_topic=...     # on the cluster, at --parallelism=2
 #   ./deploy/flink/cluster.sh status       # REST /overview
 #   ./deploy/flink/cluster.sh stop
 # FLINK_CLUSTER_DIR (default $CALLQA_HOME/flink-cluster) holds each process's log and pid
@@ -90,7 +91,7 @@ start() {
   done
   echo "cluster: JobManager REST http://127.0.0.1:$rest_port, $taskmanagers TaskManagers," \
     "worker pool 127.0.0.1:$pool_port; logs in $dir" >&2
-  echo "FLINK_MASTER=127.0.0.1:$rest_port BEAM_WORKER_POOL=127.0.0.1:$pool_port"
+  echo "export FLINK_MASTER=127.0.0.1:$rest_port BEAM_WORKER_POOL=127.0.0.1:$pool_port"
 }
 
 stop() {
