@@ -450,13 +450,21 @@ def _progress(total_s: float, n_files: int, mode: str) -> Iterator[Any]:
         bar.close()
 
 
+def build_batch_pipeline(
+    p: beam.Pipeline, cfg: BatchConfig, tasks: Sequence[RecordingTask]
+) -> None:
+    """Wire one wave onto ``p``: ``tasks`` read as records, then the streaming job's stages
+    (``build_pipeline``). Nothing runs or is read here (the Dataflow dry run builds it too)."""
+    read = p | "ReadRecordings" >> ReadRecordings(list(tasks), cfg.recordings)
+    build_pipeline(p, cfg.job, records=read.records, source_dead_letters=read.dead_letter)
+
+
 def _run_pipeline(
     cfg: BatchConfig, options: PipelineOptions, wave: list[FilePlan], bar: Any, before: str
 ) -> tuple[float, int, int]:
     """Run the job over one wave, moving ``bar`` on; returns ``asr_stats``."""
     p = beam.Pipeline(options=options)
-    read = p | "ReadRecordings" >> ReadRecordings([f.task for f in wave], cfg.recordings)
-    build_pipeline(p, cfg.job, records=read.records, source_dead_letters=read.dead_letter)
+    build_batch_pipeline(p, cfg, [f.task for f in wave])
     result = p.run()
     prior = {f.task.call_id: f.prior_version for f in wave}
     seconds = {f.task.call_id: f.audio_s for f in wave}

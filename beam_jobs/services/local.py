@@ -67,12 +67,15 @@ def locked_environment(name: str, *, with_callqa: bool = False) -> Path:
     checked), for tools the job's environment cannot hold (Airflow, Beam's GCP extra). Made
     with uv on first use under ``$CALLQA_HOME/envs/{name}-{lock digest}`` and kept, so a changed
     lock file gets a new environment. ``with_callqa`` adds this checkout, editable, without
-    dependencies (the lock holds them)."""
+    dependencies (the lock holds them); the checkout's path is then part of the key."""
     root = Path(__file__).resolve().parents[2]
     lock = root / "deploy" / "lock" / f"{name}.txt"
     if not lock.is_file():
         raise RuntimeError(f"no lock file {lock}: run from a checkout of callqa")
-    digest = hashlib.sha256(lock.read_bytes() + str(with_callqa).encode()).hexdigest()[:12]
+    key = lock.read_bytes() + str(with_callqa).encode()
+    if with_callqa:  # it holds one checkout, editable: another checkout gets its own
+        key += str(root).encode()
+    digest = hashlib.sha256(key).hexdigest()[:12]
     env = cache_dir() / "envs" / f"{name}-{digest}"
     python = env / "bin" / "python"
     if (env / ".installed").exists():

@@ -18,3 +18,5 @@ extra=("$@")
 # the job, its ASR backends, QA, speech for tests, benchmarks and dev tools (README command 2)
 compile callqa.txt pyproject.toml --extra dev --extra asr --extra embedded-asr --extra speech \
   --extra qa --extra bench
+# Dataflow launches and their offline test (deploy/dataflow/): the job plus Beam's GCP extra
+compile dataflow.txt pyproject.toml --extra dataflow
