@@ -7,6 +7,7 @@
 #                                               # FLINK_MASTER and BEAM_WORKER_POOL
 #   ./deploy/flink/run.sh --kafka_topic=...     # on the cluster, at --parallelism=2
 #   ./deploy/flink/cluster.sh status       # REST /overview
+#   ./deploy/flink/cluster.sh add-taskmanager   # one more, for the running JobManager
 #   ./deploy/flink/cluster.sh stop
 # FLINK_CLUSTER_DIR (default $CALLQA_HOME/flink-cluster) holds each process's log and pid
 # (taskmanager-1.pid, ...). Ports: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123),
@@ -94,6 +95,23 @@ start() {
   echo "export FLINK_MASTER=127.0.0.1:$rest_port BEAM_WORKER_POOL=127.0.0.1:$pool_port"
 }
 
+add_taskmanager() {  # one more TaskManager for the running JobManager
+  local n=1 want=1
+  alive jobmanager || { echo "cluster: no JobManager running" >&2; exit 1; }
+  while [ -e "$dir/taskmanager-$n.pid" ]; do  # a lost one keeps its pid file and number
+    alive "taskmanager-$n" && want=$((want + 1))
+    n=$((n + 1))
+  done
+  flink_process "taskmanager-$n" org.apache.flink.runtime.taskexecutor.TaskManagerRunner 640m
+  local deadline=$((SECONDS + ${FLINK_START_TIMEOUT_S:-180}))
+  until rest /overview 2>/dev/null | grep -q "\"taskmanagers\":$want[,}]"; do
+    alive "taskmanager-$n" || { echo "cluster: taskmanager-$n exited; see $dir/taskmanager-$n.log" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { echo "cluster: taskmanager-$n did not register" >&2; exit 1; }
+    sleep 1
+  done
+  echo "cluster: taskmanager-$n registered ($want TaskManagers)" >&2
+}
+
 stop() {
   local pid
   for f in "$dir"/*.pid; do
@@ -110,6 +128,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) rest /overview && echo ;;
+  add-taskmanager) add_taskmanager ;;
   install) install ;;
-  *) echo "usage: $0 start|stop|status|install" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|add-taskmanager|install" >&2; exit 2 ;;
 esac

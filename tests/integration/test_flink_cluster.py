@@ -5,7 +5,9 @@ JobManager and two TaskManagers as separate JVMs, the Python SDK workers in Beam
 Calls come out once each while the work is spread over both TaskManagers; then one
 TaskManager is killed (SIGKILL) while calls stream in: Flink restarts the job on the slots left
 and the calls before, during and after the loss still come out once each (0 lost, 0
-duplicated)."""
+duplicated). Last, the runbook's upgrade on Flink: a TaskManager is added, the job is
+cancelled through Flink's REST API while calls stream in and submitted again: it resumes from
+the delivery ledger, on both TaskManagers, and every call still comes out once."""
 
 from __future__ import annotations
 
@@ -40,13 +42,18 @@ CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 
 
 class Cluster:
-    def __init__(self, directory: Path, rest_port: int, pool_port: int) -> None:
-        self.dir = directory
-        self.master = f"127.0.0.1:{rest_port}"
-        self.pool = f"127.0.0.1:{pool_port}"
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.dir = Path(env["FLINK_CLUSTER_DIR"])
+        self.master = f"127.0.0.1:{env['FLINK_REST_PORT']}"
+        self.pool = f"127.0.0.1:{env['BEAM_WORKER_POOL_PORT']}"
 
-    def rest(self, path: str) -> Any:
-        with urllib.request.urlopen(f"http://{self.master}{path}", timeout=10) as r:
+    def run(self, command: str) -> None:
+        subprocess.run([str(CLUSTER), command], env=self.env, check=True, timeout=400)
+
+    def rest(self, path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(f"http://{self.master}{path}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as r:
             return json.load(r)
 
     def pid(self, name: str) -> int:
@@ -76,15 +83,16 @@ def flink_cluster(tmp_path: Path, flink_job_server_jar: str) -> Iterator[Cluster
         "FLINK_RPC_PORT": str(rpc_port),
         "BEAM_WORKER_POOL_PORT": str(pool_port),
     }
-    subprocess.run([str(CLUSTER), "start"], env=env, check=True, timeout=400)
+    cluster = Cluster(env)
+    cluster.run("start")
     try:
-        yield Cluster(tmp_path / "flink", rest_port, pool_port)
+        yield cluster
     finally:
-        subprocess.run([str(CLUSTER), "stop"], env=env, check=True, timeout=120)
+        cluster.run("stop")
 
 
 @pytest.mark.timeout(1200)  # two waits for final rows on a slow, busy machine
-def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
+def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_upgrade(
     kafka_bootstrap: str,
     flink_cluster: Cluster,
     flink_job_server_jar: str,  # noqa: F811
@@ -109,6 +117,7 @@ def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
     ]
     before = [synthetic_call(f"fc-a{i}", 4.0, seed=i) for i in range(6)]
     during = [synthetic_call(f"fc-b{i}", 8.0, seed=10 + i) for i in range(6)]
+    after = [synthetic_call(f"fc-c{i}", 8.0, seed=20 + i) for i in range(4)]
     with streaming_job(argv):
         expected = produce_calls(
             kafka_bootstrap, topic, before, int(time.time() * 1000) + 3000, 300
@@ -135,7 +144,31 @@ def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
         warehouse.wait_for_final_calls(out, expected, timeout_s=400)
         overview = flink_cluster.rest("/overview")
         failures = flink_cluster.rest(f"/jobs/{job}/exceptions")["exceptionHistory"]["entries"]
-    print(f"after the kill: {overview['taskmanagers']} TaskManager, {len(failures)} failures")
-    assert overview["taskmanagers"] == 1, overview
-    assert failures, "Flink saw no failure: was the killed TaskManager working?"
+        print(f"after the kill: {overview['taskmanagers']} TaskManager, {len(failures)} failures")
+        assert overview["taskmanagers"] == 1, overview
+        assert failures, "Flink saw no failure: was the killed TaskManager working?"
+        assert_each_call_once(out, expected)
+
+        # the runbook's upgrade: a TaskManager added, the job cancelled through Flink's REST
+        # API while calls stream, and submitted again from the ledger
+        flink_cluster.run("add-taskmanager")
+        producing = threading.Thread(target=lambda: sent.update(produce_calls(
+            kafka_bootstrap, topic, after, int(time.time() * 1000), 400
+        )))  # fmt: skip
+        sent.clear()
+        producing.start()
+        time.sleep(3)
+        flink_cluster.rest(f"/jobs/{job}?mode=cancel", method="PATCH")
+        deadline = time.monotonic() + 60
+        while flink_cluster.rest(f"/jobs/{job}")["state"] != "CANCELED":
+            assert time.monotonic() < deadline, "the job did not cancel"
+            time.sleep(0.5)
+    with streaming_job(argv):
+        producing.join(timeout=120)
+        assert sent, "the producer did not finish"
+        expected |= sent
+        warehouse.wait_for_final_calls(out, expected, timeout_s=400)
+        spread = flink_cluster.records_per_taskmanager(flink_cluster.running_job())
+    print(f"after the upgrade, records received per TaskManager: {spread}")
+    assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
     assert_each_call_once(out, expected)
