@@ -118,6 +118,7 @@ def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_up
     before = [synthetic_call(f"fc-a{i}", 4.0, seed=i) for i in range(6)]
     during = [synthetic_call(f"fc-b{i}", 8.0, seed=10 + i) for i in range(6)]
     after = [synthetic_call(f"fc-c{i}", 8.0, seed=20 + i) for i in range(4)]
+    t0 = time.monotonic()
     with streaming_job(argv):
         expected = produce_calls(
             kafka_bootstrap, topic, before, int(time.time() * 1000) + 3000, 300
@@ -125,7 +126,7 @@ def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_up
         warehouse.wait_for_final_calls(out, expected, timeout_s=300)
         job = flink_cluster.running_job()
         spread = flink_cluster.records_per_taskmanager(job)
-        print(f"records received per TaskManager: {spread}")
+        print(f"{time.monotonic() - t0:.0f} s: records received per TaskManager: {spread}")
         assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
 
         # calls stream in over ~10 s; one TaskManager dies 3 s in
@@ -144,7 +145,8 @@ def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_up
         warehouse.wait_for_final_calls(out, expected, timeout_s=400)
         overview = flink_cluster.rest("/overview")
         failures = flink_cluster.rest(f"/jobs/{job}/exceptions")["exceptionHistory"]["entries"]
-        print(f"after the kill: {overview['taskmanagers']} TaskManager, {len(failures)} failures")
+        print(f"{time.monotonic() - t0:.0f} s: after the kill, {overview['taskmanagers']} "
+              f"TaskManager, {len(failures)} failures")  # fmt: skip
         assert overview["taskmanagers"] == 1, overview
         assert failures, "Flink saw no failure: was the killed TaskManager working?"
         assert_each_call_once(out, expected)
@@ -169,6 +171,6 @@ def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_up
         expected |= sent
         warehouse.wait_for_final_calls(out, expected, timeout_s=400)
         spread = flink_cluster.records_per_taskmanager(flink_cluster.running_job())
-    print(f"after the upgrade, records received per TaskManager: {spread}")
+    print(f"{time.monotonic() - t0:.0f} s: after the upgrade, records per TaskManager: {spread}")
     assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
     assert_each_call_once(out, expected)
