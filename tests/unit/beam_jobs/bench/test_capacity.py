@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,9 +14,12 @@ import pytest
 import beam_jobs.bench.capacity as capacity_module
 from beam_jobs.bench.capacity import (
     NATIVE,
+    WARMUP_CALL_ID,
+    CallInfo,
     CallScheduler,
     FinalRowWatcher,
     LevelResult,
+    Run,
     capacity,
     event_time_lag_s,
     final_file_call,
@@ -292,3 +296,25 @@ def test_scheduler_keeps_target_calls_live_with_fresh_ids() -> None:
     assert s.live() == 0
     s.stop()
     assert list(events) == []
+
+
+def test_slowest_transcripts_ranked_with_channel_length_and_place_in_the_call() -> None:
+    def event(call_id: str, channel: str, start_ms: int, end_ms: int) -> dict[str, object]:
+        return {"call_id": call_id, "channel": channel, "start_ms": start_ms, "end_ms": end_ms}
+
+    follower = SimpleNamespace(events=[
+        (12_000, event("cap-1", "agent", 8_000, 11_000)),  # 1.1 s after its end (+ chunk)
+        (19_000, event("cap-1", "customer", 12_000, 14_000)),  # 5.1 s
+        (17_000, event("cap-2", "agent", 13_000, 15_500)),  # 1.6 s
+        (40_000, event(WARMUP_CALL_ID, "agent", 1_000, 2_000)),  # the warm-up: never counted
+        (60_000, event("cap-2", "agent", 30_000, 31_000)),  # ends after the window
+    ])  # fmt: skip
+    scheduler = SimpleNamespace(calls={"cap-1": CallInfo("cap-1", 0, 5_000, 20_000)})
+    run = Run(
+        job=None, log=Path("job.log"), scheduler=scheduler, follower=follower,  # type: ignore[arg-type]
+        finals=None, groups={}, spy=None, mean_call_s=60.0,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert run.slowest(0, 20_000, k=2) == (
+        "5.10 s (customer, 2.0 s long, ending 9.0 s in)",
+        "1.60 s (agent, 2.5 s long)",  # cap-2 already left the scheduler: no place shown
+    )
