@@ -131,15 +131,27 @@ class _CommandParser(argparse.ArgumentParser):
         return ns, []
 
 
+def _wants_help(rest: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help") for a in rest)
+
+
 def _run(args: argparse.Namespace) -> int:
+    from beam_jobs.config import StreamingJobOptions, print_options_help
     from beam_jobs.pipeline import run
 
+    if _wants_help(args.rest):
+        print_options_help("callqa run", StreamingJobOptions)
+        return 0
     return run(args.rest)
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from beam_jobs.batch import run_batch
+    from beam_jobs.batch import BatchJobOptions, run_batch
+    from beam_jobs.config import StreamingJobOptions, print_options_help
 
+    if _wants_help(args.rest):
+        print_options_help("callqa batch", BatchJobOptions, StreamingJobOptions)
+        return 0
     return run_batch(args.rest)
 
 
@@ -195,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _CommandParser(prog="callqa", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
-        ("run", _run, "run the streaming job (Beam options follow; see --help there)"),
+        ("run", _run, "run the streaming job (its options: `callqa run --help`)"),
         ("batch", _batch, "the same stages over recordings on disk (--recordings=GLOB)"),
     ):
         sub.add_parser(name, passthrough=True, help=text).set_defaults(func=func)

@@ -36,6 +36,21 @@ DEFAULT_TRANSCRIPTS_TOPIC = "callqa.transcripts.v1"
 DEFAULT_CALL_STATE_TOPIC = "callqa.call-state.v1"
 
 
+def print_options_help(prog: str, *option_classes: type[PipelineOptions]) -> None:
+    """``callqa run --help``: the job's own options. Beam's option parser answers ``--help``
+    with its base options only (it parses each view on demand)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(
+        prog=prog,
+        epilog="Beam's pipeline and runner options are accepted too (--runner, --streaming, "
+        "--flink_master, --environment_type, --parallelism, ...); README, Options and Runners.",
+    )
+    for cls in option_classes:
+        cls._add_argparse_args(parser)
+    parser.print_help()
+
+
 class StreamingJobOptions(PipelineOptions):
     """Options of the streaming job (``callqa run``). Units are in the names."""
 
