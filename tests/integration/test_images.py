@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.image]  # pytest -m image: not in the default run
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "callqa-worker:0.1.0"
