@@ -18,3 +18,5 @@ extra=("$@")
 # the job, its ASR backends, QA, speech for tests, benchmarks and dev tools (README command 2)
 compile callqa.txt pyproject.toml --extra dev --extra asr --extra embedded-asr --extra speech \
   --extra qa --extra bench
+# Airflow for the DAGs of deploy/airflow (tests/integration/test_airflow_dag.py runs them)
+compile airflow.txt deploy/airflow/requirements.in
