@@ -20,3 +20,5 @@ compile callqa.txt pyproject.toml --extra dev --extra asr --extra embedded-asr -
   --extra qa --extra bench
 # Dataflow launches and their offline test (deploy/dataflow/): the job plus Beam's GCP extra
 compile dataflow.txt pyproject.toml --extra dataflow
+# Airflow for the DAGs of deploy/airflow (tests/integration/test_airflow_dag.py runs them)
+compile airflow.txt deploy/airflow/requirements.in
