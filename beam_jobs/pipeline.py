@@ -28,10 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions
 
 from beam_jobs.config import JobConfig, StreamingJobOptions, config_from_options
-from beam_jobs.runner import RunnerLost, runner_options, wait_until_finish
+from beam_jobs.runner import (
+    RunnerLost,
+    Stopped,
+    cancel_job,
+    runner_options,
+    stop_on_signals,
+    wait_until_finish,
+)
 from schemas.records import CallRow, DeadLetter, KafkaRecord, QuarantineWithAck
 from schemas.tables import CALLS, DEAD_LETTERS, QUARANTINE, TRANSCRIPTS, Table
 from transforms.aggregate import AggregateCalls
@@ -333,16 +340,23 @@ def submit(argv: Sequence[str]) -> tuple[Any, JobConfig]:
 
 
 def run(argv: Sequence[str]) -> int:
-    """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming).
+    """Parse, check, build, run until the job ends (bounded) or is cancelled (streaming); on
+    SIGTERM or SIGINT cancel the job (on a Flink cluster too) and return 128 + the signal.
     Returns the exit status: 1 when a bounded run wrote a final row without all its
     transcripts (the log names the calls), or when the runner died under the job (its
     process was killed, say: a supervisor starts the job again)."""
     result, _ = submit(argv)
     try:
-        wait_until_finish(result)
+        with stop_on_signals():
+            wait_until_finish(result)
     except RunnerLost as exc:
         sys.stderr.write(f"callqa: error: {exc}\n")  # one write: worker threads log too
         return 1
+    except Stopped as stop:
+        sys.stderr.write(f"callqa: {stop}: cancelling the job\n")
+        flink = PipelineOptions(runner_options(list(argv))).view_as(FlinkRunnerOptions)
+        cancel_job(result, flink.flink_master)
+        return 128 + stop.signum
     incomplete = counter_total(result, INCOMPLETE_COUNTER)
     if incomplete:
         print(

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import signal
 import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from beam_jobs.services.local import prism_binary
@@ -146,3 +151,78 @@ def wait_until_finish(result: Any) -> Any:
             "start the job again (deploy/local/supervise.sh does it by itself): it resumes "
             "from its checkpoints"
         ) from exc
+
+
+class Stopped(Exception):  # noqa: N818 (a stop request, not an error)
+    """The launcher was told to stop (SIGTERM: systemd, the supervisor; SIGINT: Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the job runs, SIGTERM and SIGINT raise ``Stopped`` in the main thread, so that
+    the launcher cancels its job instead of dying and leaving it running on a cluster."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+#: Flink masters that are not a cluster of their own (the job server's embedded one).
+_EMBEDDED_FLINK = ("[local]", "[auto]", "[collection]")
+_LIVE_FLINK_STATES = ("CREATED", "RUNNING", "RESTARTING", "FAILING", "RECONCILING")
+
+
+def flink_rest_url(flink_master: str | None) -> str | None:
+    """The REST address of a Flink cluster the job was submitted to, None when embedded."""
+    if not flink_master or flink_master in _EMBEDDED_FLINK:
+        return None
+    return flink_master if "://" in flink_master else f"http://{flink_master}"
+
+
+def flink_jobs_of(overview: dict[str, Any], beam_job_id: str) -> list[str]:
+    """Flink job ids, still live, of the Beam job ``beam_job_id`` (``<job name>_<uuid>``: the
+    Flink job carries the name) in Flink's ``/jobs/overview``."""
+    name = beam_job_id.rsplit("_", 1)[0]
+    return [
+        str(j["jid"])
+        for j in overview.get("jobs", [])
+        if j.get("name") == name and j.get("state") in _LIVE_FLINK_STATES
+    ]
+
+
+def cancel_job(result: Any, flink_master: str | None, timeout_s: float = 10.0) -> None:
+    """Cancel the running job, best effort and bounded in time. On a Flink cluster through
+    Flink's REST API first: the job server is this process's child, so a signal to the
+    process group (systemd, the supervisor) stops it too, and the job would run on."""
+    rest = flink_rest_url(flink_master)
+    job_id = str(getattr(result, "_job_id", ""))
+    if rest is not None and job_id:
+        try:
+            with urllib.request.urlopen(f"{rest}/jobs/overview", timeout=timeout_s) as r:
+                jids = flink_jobs_of(json.load(r), job_id)
+            for jid in jids:
+                request = urllib.request.Request(f"{rest}/jobs/{jid}?mode=cancel", method="PATCH")
+                urllib.request.urlopen(request, timeout=timeout_s).close()
+                _LOG.warning("cancelled Flink job %s (%s) at %s", jid, job_id, rest)
+        except (OSError, ValueError) as exc:
+            _LOG.error("could not cancel the job on Flink at %s: %s; cancel it there", rest, exc)
+    done = threading.Thread(target=_cancel_quietly, args=(result,), daemon=True)
+    done.start()
+    done.join(timeout_s)
+
+
+def _cancel_quietly(result: Any) -> None:
+    try:
+        result.cancel()
+    except Exception as exc:  # noqa: BLE001 (the runner may be gone already: a stop is a stop)
+        _LOG.info("cancelling through the job service: %s", exc)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from beam_jobs import warehouse
+from beam_jobs.bench.capacity import start_job, stop_job
 from beam_jobs.demo.producer import synthetic_call
 from beam_jobs.services.local import free_port
 from tests.integration.harness import (
@@ -71,6 +72,16 @@ class Cluster:
                 key = tm["taskmanager-id"]
                 out[key] = out.get(key, 0) + int(tm["metrics"]["read-records"])
         return out
+
+    def spread(self, job: str, timeout_s: float = 60) -> dict[str, int]:
+        """``records_per_taskmanager`` once both TaskManagers show records: the REST API's
+        metrics are fetched from the TaskManagers every 10 s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            spread = self.records_per_taskmanager(job)
+            if len(spread) == 2 and all(spread.values()) or time.monotonic() > deadline:
+                return spread
+            time.sleep(2)
 
 
 @pytest.fixture
@@ -125,7 +136,7 @@ def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_up
         )
         warehouse.wait_for_final_calls(out, expected, timeout_s=300)
         job = flink_cluster.running_job()
-        spread = flink_cluster.records_per_taskmanager(job)
+        spread = flink_cluster.spread(job)
         print(f"{time.monotonic() - t0:.0f} s: records received per TaskManager: {spread}")
         assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
 
@@ -165,12 +176,24 @@ def test_calls_once_each_on_two_taskmanagers_after_one_is_killed_and_after_an_up
         while flink_cluster.rest(f"/jobs/{job}")["state"] != "CANCELED":
             assert time.monotonic() < deadline, "the job did not cancel"
             time.sleep(0.5)
-    with streaming_job(argv):
+    # the new version as `callqa run`, stopped at the end as systemd or the supervisor does
+    # (SIGTERM to its process group, the job server included): it cancels its Flink job
+    log = tmp_path / "upgraded.log"
+    launcher = start_job(argv, log)
+    try:
         producing.join(timeout=120)
         assert sent, "the producer did not finish"
         expected |= sent
         warehouse.wait_for_final_calls(out, expected, timeout_s=400)
-        spread = flink_cluster.records_per_taskmanager(flink_cluster.running_job())
+        upgraded = flink_cluster.running_job()
+        spread = flink_cluster.spread(upgraded)
+    finally:
+        stop_job(launcher)
     print(f"{time.monotonic() - t0:.0f} s: after the upgrade, records per TaskManager: {spread}")
     assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
-    assert_each_call_once(out, expected)
+    assert_each_call_once(out, expected, log.read_text())
+    assert launcher.returncode == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    deadline = time.monotonic() + 60
+    while (state := flink_cluster.rest(f"/jobs/{upgraded}")["state"]) != "CANCELED":
+        assert time.monotonic() < deadline, f"the stopped launcher left its job {state}"
+        time.sleep(0.5)
