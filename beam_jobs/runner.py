@@ -204,6 +204,7 @@ def cancel_job(result: Any, flink_master: str | None, timeout_s: float = 10.0) -
     """Cancel the running job, best effort and bounded in time. On a Flink cluster through
     Flink's REST API first: the job server is this process's child, so a signal to the
     process group (systemd, the supervisor) stops it too, and the job would run on."""
+    _QUIET.lost = True  # the job is ending: its threads' records are dropped, as when lost
     rest = flink_rest_url(flink_master)
     job_id = str(getattr(result, "_job_id", ""))
     if rest is not None and job_id:

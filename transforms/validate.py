@@ -146,6 +146,11 @@ class OutOfProcessValidator:
         _SharedChild.release()
 
 
+def _exiting(exc: BaseException) -> bool:
+    """The worker process is shutting down (a stop signal): the validation pool refuses work."""
+    return isinstance(exc, RuntimeError) and "interpreter shutdown" in str(exc)
+
+
 class _TableRules(NamedTuple):
     event_time_ms: Callable[[Any], int | None]
     call_id: Callable[[Any], str | None]
@@ -309,7 +314,11 @@ class ValidateRowsFn(beam.DoFn):
                     found = self._validators[name].validate(frame_of(name, derived))
                     for (i, _), ids in zip(owners, found, strict=True):
                         failed[i].update(self._failure_id(name, x) for x in ids)
-        except Exception:
+        except Exception as exc:
+            if _exiting(exc):  # the job is being stopped: its rows are read again at restart
+                _LOG.warning("validating %d %s rows stopped: the process is exiting",
+                             len(pending), self._table_name)  # fmt: skip
+                return None
             _LOG.exception(
                 "validating %d %s rows failed; passing them on unchecked",
                 len(pending),

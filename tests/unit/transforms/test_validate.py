@@ -395,3 +395,11 @@ def test_a_killed_validation_child_is_replaced_and_the_call_it_held_is_retried()
         assert _child_pid(validator) not in (first, second)
     finally:
         validator.close()
+
+
+def test_a_pool_refusing_work_at_interpreter_shutdown_is_an_exit_not_a_failure() -> None:
+    from transforms.validate import _exiting
+
+    assert _exiting(RuntimeError("cannot schedule new futures after interpreter shutdown"))
+    assert not _exiting(RuntimeError("validation failed"))
+    assert not _exiting(ValueError("interpreter shutdown"))
