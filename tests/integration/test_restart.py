@@ -24,7 +24,7 @@ from beam_jobs.demo.producer import (
     send_events,
     synthetic_call,
 )
-from tests.integration.harness import job_args, kill_job_process
+from tests.integration.harness import job_args, kill_job_process, produce_calls
 from transforms.io.iceberg import CatalogConfig, ensure_tables
 from transforms.io.iceberg_sink import warehouse_ledger
 
@@ -46,9 +46,6 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
     # passes its end-of-call marker, ~3 s after it) still comes while long calls stream.
     durations = [32.0, 3.0, 28.0, 2.5, 4.0, 30.0, 3.5, 2.0, 26.0, 3.0, 5.0, 2.5]
     calls = [synthetic_call(f"rs-{i:02d}", d, seed=i) for i, d in enumerate(durations)]
-    start_ms = int(time.time() * 1000) + 3000
-    streams = [call_events(c, start_ms + i * 600) for i, c in enumerate(calls)]
-    expected = {c.call_id: len(s) for c, s in zip(calls, streams, strict=True)}
     argv = job_args(
         kafka_bootstrap, topic, out, prism_location,
         "--inactivity_gap_s=3", "--live_interval_s=0", "--allowed_lateness_s=1",
@@ -56,27 +53,35 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
         "--warehouse_commit_interval_s=1",
     )  # fmt: skip
     producer = new_producer(kafka_bootstrap)
-    thread = threading.Thread(
-        target=send_events,
-        args=(producer, topic, interleave(streams)),
-        kwargs={"realtime": True, "progress": False},
-        daemon=True,
-    )
     log = tmp_path / "job.log"
     job = start_job(argv, log)
     try:
+        # one short call first: once it is final the job is up, and the stream comes after it
+        # (a slow start on a loaded machine would otherwise see the whole stream at once)
+        warm = synthetic_call("rs-warm", 2.0, seed=99)
+        expected = produce_calls(kafka_bootstrap, topic, [warm], int(time.time() * 1000), 0)
+        warehouse.wait_for_final_calls(out, [warm.call_id], timeout_s=240)
+        start_ms = int(time.time() * 1000) + 3000
+        streams = [call_events(c, start_ms + i * 600) for i, c in enumerate(calls)]
+        expected |= {c.call_id: len(s) for c, s in zip(calls, streams, strict=True)}
+        thread = threading.Thread(
+            target=send_events,
+            args=(producer, topic, interleave(streams)),
+            kwargs={"realtime": True, "progress": False},
+            daemon=True,
+        )
         thread.start()
         # Wait until the job has committed past some calls, while others are still streaming.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if (
                 sum(cp["frontier"] for cp in _checkpoints(out)) > 0
-                and len(warehouse.final_calls(out)) >= 3
+                and len(warehouse.final_calls(out)) >= 4
             ):
                 break
             time.sleep(0.2)
         before_kill = {r["call_id"]: r for r in warehouse.final_calls(out)}
-        assert 3 <= len(before_kill) < len(calls), "kill must happen mid-stream"
+        assert 4 <= len(before_kill) < len(calls) + 1, "kill must happen mid-stream"
         at_kill = _checkpoints(out)
         assert sum(cp["frontier"] for cp in at_kill) > 0, "nothing was committed before the kill"
         # Done ranges above a frontier: the restart must skip them, not rebuild those calls.
