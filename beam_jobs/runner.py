@@ -189,6 +189,13 @@ def flink_rest_url(flink_master: str | None) -> str | None:
     return flink_master if "://" in flink_master else f"http://{flink_master}"
 
 
+def flink_rest(rest_url: str, path: str, method: str = "GET", timeout_s: float = 10.0) -> Any:
+    """One call to Flink's REST API (``path`` like ``/jobs/overview``): its JSON answer."""
+    request = urllib.request.Request(f"{rest_url}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=timeout_s) as r:
+        return json.load(r)
+
+
 def flink_jobs_of(overview: dict[str, Any], beam_job_id: str) -> list[str]:
     """Flink job ids, still live, of the Beam job ``beam_job_id`` (``<job name>_<uuid>``: the
     Flink job carries the name) in Flink's ``/jobs/overview``."""
@@ -209,11 +216,10 @@ def cancel_job(result: Any, flink_master: str | None, timeout_s: float = 10.0) -
     job_id = str(getattr(result, "_job_id", ""))
     if rest is not None and job_id:
         try:
-            with urllib.request.urlopen(f"{rest}/jobs/overview", timeout=timeout_s) as r:
-                jids = flink_jobs_of(json.load(r), job_id)
-            for jid in jids:
-                request = urllib.request.Request(f"{rest}/jobs/{jid}?mode=cancel", method="PATCH")
-                urllib.request.urlopen(request, timeout=timeout_s).close()
+            for jid in flink_jobs_of(
+                flink_rest(rest, "/jobs/overview", timeout_s=timeout_s), job_id
+            ):
+                flink_rest(rest, f"/jobs/{jid}?mode=cancel", method="PATCH", timeout_s=timeout_s)
                 _LOG.warning("cancelled Flink job %s (%s) at %s", jid, job_id, rest)
         except (OSError, ValueError) as exc:
             _LOG.error("could not cancel the job on Flink at %s: %s; cancel it there", rest, exc)

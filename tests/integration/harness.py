@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,14 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from beam_jobs import warehouse
-from beam_jobs.demo.producer import CallAudio, call_events, interleave, new_producer, send_events
+from beam_jobs.demo.producer import (
+    CallAudio,
+    call_events,
+    interleave,
+    new_producer,
+    send_events,
+    synthetic_call,
+)
 from beam_jobs.pipeline import submit
 
 
@@ -92,6 +99,44 @@ def produce_calls(
     finally:
         producer.close()
     return {c.call_id: len(s) for c, s in zip(calls, streams, strict=True)}
+
+
+def wait_until(
+    what: str,
+    done: Callable[[], object],
+    timeout_s: float,
+    log: Path,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Poll ``done`` until it is true; fail with ``what`` and the tail of the job's log when
+    ``timeout_s`` passes or the job is no longer ``alive``."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert alive(), f"the job ended while waiting: {what}\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what}\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
+def warm_up(
+    bootstrap: str,
+    topic: str,
+    out: Path,
+    log: Path,
+    alive: Callable[[], bool] = lambda: True,
+    timeout_s: float = 300,
+) -> dict[str, int]:
+    """Send one short call and wait for its final row: then the job is up and reading, and a
+    stream sent next comes to a running job (on a loaded machine the start alone can take
+    minutes, and a stream sent at once would be all final at the first look). Returns the
+    call's chunk count, for the expected calls."""
+    warm = synthetic_call("warm-up", 2.0, seed=99)
+    sent = produce_calls(bootstrap, topic, [warm], int(time.time() * 1000), 0)
+    wait_until(
+        "the job did not come up (the warm-up call has no final row)",
+        lambda: warm.call_id in {r["call_id"] for r in warehouse.final_calls(out)},
+        timeout_s, log, alive,
+    )  # fmt: skip
+    return sent
 
 
 def assert_each_call_once(out: Path, expected: dict[str, int], log_text: str = "") -> None:

@@ -24,7 +24,7 @@ from beam_jobs.demo.producer import (
     send_events,
     synthetic_call,
 )
-from tests.integration.harness import job_args, kill_job_process, produce_calls
+from tests.integration.harness import job_args, kill_job_process, wait_until, warm_up
 from transforms.io.iceberg import CatalogConfig, ensure_tables
 from transforms.io.iceberg_sink import warehouse_ledger
 
@@ -56,11 +56,8 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
     log = tmp_path / "job.log"
     job = start_job(argv, log)
     try:
-        # one short call first: once it is final the job is up, and the stream comes after it
-        # (a slow start on a loaded machine would otherwise see the whole stream at once)
-        warm = synthetic_call("rs-warm", 2.0, seed=99)
-        expected = produce_calls(kafka_bootstrap, topic, [warm], int(time.time() * 1000), 0)
-        warehouse.wait_for_final_calls(out, [warm.call_id], timeout_s=240)
+        expected = warm_up(kafka_bootstrap, topic, out, log, alive=lambda: job.poll() is None)
+        committed_at_start = sum(cp["frontier"] for cp in _checkpoints(out))
         start_ms = int(time.time() * 1000) + 3000
         streams = [call_events(c, start_ms + i * 600) for i, c in enumerate(calls)]
         expected |= {c.call_id: len(s) for c, s in zip(calls, streams, strict=True)}
@@ -71,21 +68,23 @@ def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
             daemon=True,
         )
         thread.start()
-        # Wait until the job has committed past some calls, while others are still streaming.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (
-                sum(cp["frontier"] for cp in _checkpoints(out)) > 0
+
+        def mid_stream() -> bool:
+            """Some of the stream's calls are final and committed, and a done range sits above
+            a frontier (a short call committed while a long one before it still streams)."""
+            at = _checkpoints(out)
+            return (
+                sum(cp["frontier"] for cp in at) > committed_at_start
+                and any(cp["acked"] for cp in at)
                 and len(warehouse.final_calls(out)) >= 4
-            ):
-                break
-            time.sleep(0.2)
+            )
+
+        wait_until("no committed calls above a frontier mid-stream", mid_stream, 60, log,
+                   alive=lambda: job.poll() is None)  # fmt: skip
         before_kill = {r["call_id"]: r for r in warehouse.final_calls(out)}
-        assert 4 <= len(before_kill) < len(calls) + 1, "kill must happen mid-stream"
-        at_kill = _checkpoints(out)
-        assert sum(cp["frontier"] for cp in at_kill) > 0, "nothing was committed before the kill"
-        # Done ranges above a frontier: the restart must skip them, not rebuild those calls.
-        assert any(cp["acked"] for cp in at_kill), at_kill
+        assert len(before_kill) < len(calls) + 1, "kill must happen mid-stream"
+        # Done ranges above a frontier (mid_stream): the restart must skip them, not rebuild
+        # those calls.
         kill_job_process(job)
         killed_at = time.time()
         if warehouse_format == "iceberg":

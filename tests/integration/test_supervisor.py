@@ -33,7 +33,13 @@ import pytest
 
 from beam_jobs import warehouse
 from beam_jobs.demo.producer import synthetic_call
-from tests.integration.harness import assert_each_call_once, job_args, produce_calls
+from tests.integration.harness import (
+    assert_each_call_once,
+    job_args,
+    produce_calls,
+    wait_until,
+    warm_up,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -86,13 +92,6 @@ VICTIMS = {
 }
 
 
-def _wait_for(what: str, predicate, timeout_s: float, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}:\n{log.read_text()[-3000:]}"
-        time.sleep(0.2)
-
-
 def _process_tree(pid: int) -> list[psutil.Process]:
     with contextlib.suppress(psutil.NoSuchProcess):
         parent = psutil.Process(pid)
@@ -125,17 +124,12 @@ def test_the_job_recovers_from_a_killed_process_and_nothing_is_lost(
     started: list[psutil.Process] = []  # every process of every run, checked after the stop
     producing = ThreadPoolExecutor(max_workers=1)
     try:
-        _wait_for("the supervisor did not start the job", lambda: _job_pids(supervisor), 30, log)
+        wait_until("the supervisor did not start the job", lambda: _job_pids(supervisor), 30, log)
         first = _job_pids(supervisor)[0]
-        # one short call first: once it is final the job is up, and the stream below comes
-        # after it (on a loaded machine the job's start took long enough for every call of
-        # the stream to be final at the first look, and the kill was no longer mid-stream)
-        warm = synthetic_call("sv-warm", 2.0, seed=99)
-        ready = produce_calls(kafka_bootstrap, topic, [warm], int(time.time() * 1000), 0)
-        _wait_for("the job did not come up", lambda: warehouse.final_calls(out), 240, log)
+        ready = warm_up(kafka_bootstrap, topic, out, log)
         start_ms = int(time.time() * 1000) + 3000
         sent = producing.submit(produce_calls, kafka_bootstrap, topic, calls, start_ms, 600)
-        _wait_for("no final rows before the kill", lambda: len(warehouse.final_calls(out)) >= 3,
+        wait_until("no final rows before the kill", lambda: len(warehouse.final_calls(out)) >= 3,
                   90, log)  # fmt: skip
         assert len(warehouse.final_calls(out)) < len(calls) + 1, "the kill must come mid-stream"
         started += _process_tree(first)
@@ -150,9 +144,9 @@ def test_the_job_recovers_from_a_killed_process_and_nothing_is_lost(
         killed_at = time.monotonic()
         ended_s = math.nan
         if restarts:  # promptly: a job hung on a dead runner would never be restarted
-            _wait_for("the job did not end", lambda: first not in _job_pids(supervisor), 30, log)
+            wait_until("the job did not end", lambda: first not in _job_pids(supervisor), 30, log)
             ended_s = time.monotonic() - killed_at
-        _wait_for("nothing took over from the killed process", successors, 60, log)
+        wait_until("nothing took over from the killed process", successors, 60, log)
         recovered_s = time.monotonic() - killed_at
         print(f"{victim} killed: job ended {ended_s:.1f} s, recovered {recovered_s:.1f} s later")
         expected = {**ready, **sent.result(timeout=120)}

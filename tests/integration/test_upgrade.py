@@ -7,34 +7,25 @@ ones open at the stop included, is scored by the new one."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from beam_jobs import warehouse
 from beam_jobs.bench.capacity import start_job, stop_job
 from beam_jobs.demo.producer import synthetic_call
-from tests.integration.harness import assert_each_call_once, job_args, produce_calls
+from tests.integration.harness import (
+    assert_each_call_once,
+    job_args,
+    produce_calls,
+    wait_until,
+    warm_up,
+)
 from transforms.core import scorecard
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _wait_for_finals(
-    out: Path, call_ids: Iterable[str], job: subprocess.Popen[bytes], log: Path, timeout_s: float
-) -> dict[str, dict[str, Any]]:
-    """The calls' final rows, failing at once with the job's log if the job ended."""
-    wanted, deadline = set(call_ids), time.monotonic() + timeout_s
-    while True:
-        assert job.poll() is None, f"the job ended:\n{log.read_text()[-3000:]}"
-        rows = warehouse.wait_for_final_calls(out, wanted, timeout_s=5)
-        if wanted <= rows.keys() or time.monotonic() > deadline:
-            return rows
 
 
 @pytest.mark.timeout(900)
@@ -63,15 +54,11 @@ def test_upgrade_to_a_new_scorecard_loses_and_duplicates_nothing(
     log = tmp_path / "job.log"
     job = start_job([*argv, "--scorecard=default"], log)
     try:
-        # one short call first: once it is final the job is up (on a slow machine, minutes)
-        warm = synthetic_call("up-warm", 2.0, seed=99)
-        sent |= produce_calls(kafka_bootstrap, topic, [warm], int(time.time() * 1000), 0)
-        _wait_for_finals(out, [warm.call_id], job, log, timeout_s=300)
+        sent |= warm_up(kafka_bootstrap, topic, out, log, alive=lambda: job.poll() is None)
         producing.start()
-        deadline = time.monotonic() + 120
-        while len(warehouse.final_calls(out)) < 4 and time.monotonic() < deadline:
-            assert job.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_until("fewer than 3 of the stream's calls final",
+                   lambda: len(warehouse.final_calls(out)) >= 4, 120, log,
+                   alive=lambda: job.poll() is None)  # fmt: skip
         assert producing.is_alive(), "the stream ended before the stop"
         stop_job(job)  # SIGTERM to the job's process group, as systemd or the supervisor sends
         old = {r["call_id"]: r["scorecard"]["scorecard"] for r in warehouse.final_calls(out)}
@@ -80,7 +67,10 @@ def test_upgrade_to_a_new_scorecard_loses_and_duplicates_nothing(
         job = start_job([*argv, f"--scorecard={new_card}"], log)
         producing.join(timeout=120)
         assert sent, "the producer did not finish"
-        rows = _wait_for_finals(out, sent, job, log, timeout_s=300)
+        wait_until("not every call is final after the upgrade",
+                   lambda: sent.keys() <= {r["call_id"] for r in warehouse.final_calls(out)},
+                   300, log, alive=lambda: job.poll() is None)  # fmt: skip
+        rows = {r["call_id"]: r for r in warehouse.final_calls(out)}
     finally:
         stop_job(job)
     assert_each_call_once(out, sent, log.read_text())
