@@ -5,7 +5,9 @@ bound to one interface.
 anyone who reaches it can make it start SDK workers. This starts the same servicer on
 ``--host`` (default 127.0.0.1). Each TaskManager that runs a Python stage asks it for a worker,
 which it starts as a process of this environment's python (on ``PATH`` first), so the
-TaskManagers' stages run on separate cores.
+TaskManagers' stages run on separate cores. Beam's servicer pipes each worker's stdout and
+never reads it: a worker that printed 64 KiB would block on its next print. Here every line a
+worker prints goes to this pool's log, prefixed with its worker id.
 
     python -m beam_jobs.services.worker_pool --port=50000
 """
@@ -20,6 +22,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO, Any
 
 import grpc
 from apache_beam.portability.api import beam_fn_api_pb2_grpc
@@ -28,11 +31,32 @@ from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPool
 _LOG = logging.getLogger(__name__)
 
 
+def relay_output(worker_id: str, stream: IO[bytes]) -> None:
+    """Log each line of a worker's stdout until it closes (the worker ended)."""
+    with stream:
+        for line in iter(stream.readline, b""):
+            _LOG.info("worker %s: %s", worker_id, line.decode(errors="replace").rstrip())
+
+
+class RelayingWorkerPool(BeamFnExternalWorkerPoolServicer):
+    """Beam's worker pool, with each worker's stdout read and logged."""
+
+    def StartWorker(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
+        response = super().StartWorker(request, context)
+        process = self._worker_processes.get(request.worker_id)
+        if process is not None and process.stdout is not None:
+            threading.Thread(
+                target=relay_output, args=(request.worker_id, process.stdout),
+                name=f"stdout-{request.worker_id}", daemon=True,
+            ).start()  # fmt: skip
+        return response
+
+
 def serve(host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT; then stop the workers started."""
     # The servicer starts each worker as `python -c ...`: this environment's python.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    pool = BeamFnExternalWorkerPoolServicer(use_process=True)
+    pool = RelayingWorkerPool(use_process=True)
     server = grpc.server(ThreadPoolExecutor(max_workers=16))
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
