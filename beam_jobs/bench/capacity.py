@@ -296,11 +296,11 @@ def _triple(values: Mapping[str, float], keys: Sequence[str], spec: str) -> str:
     return "/".join(_fmt(values.get(k), spec) for k in keys)
 
 
-CPU_KEYS: Final = ("job", "prism", "kafka", "bench")
-RSS_KEYS: Final = ("job", "prism", "kafka")
+CPU_KEYS: Final = ("job", "runner", "kafka", "bench")
+RSS_KEYS: Final = ("job", "runner", "kafka")
 HEADER: Final = (
     f"{'N':>4}{'utts':>6}{'p50 s':>7}{'p95 s':>7}{'final p95 s (n)':>20}{'lag s':>12}"
-    f"{'CPU job/prism/kafka/bench':>27}{'RSS MB job/prism/kafka':>24}  verdict"
+    f"{'CPU job/runner/kafka/bench':>28}{'RSS MB job/runner/kafka':>25}  verdict"
 )
 
 
@@ -311,8 +311,8 @@ def format_row(n: int, r: LevelResult) -> str:
     fails = verdict(r)
     return (
         f"{n:>4}{r.utterances:>6}{_fmt(r.transcript_p50_s):>7}{_fmt(r.transcript_p95_s):>7}"
-        f"{finals:>20}{lag:>12}{_triple(r.cpu_cores, CPU_KEYS, '.2f'):>27}"
-        f"{_triple(r.rss_mb, RSS_KEYS, '.0f'):>24}  {'; '.join(fails) or 'ok'}"
+        f"{finals:>20}{lag:>12}{_triple(r.cpu_cores, CPU_KEYS, '.2f'):>28}"
+        f"{_triple(r.rss_mb, RSS_KEYS, '.0f'):>25}  {'; '.join(fails) or 'ok'}"
     )
 
 
@@ -543,15 +543,43 @@ def _listener_pid(port: int) -> int | None:
     return None
 
 
+#: Processes of a Flink session cluster on this machine (deploy/flink/cluster.sh): the runner.
+FLINK_CLUSTER_CLASSES: Final = (
+    "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+    "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+)
+#: Beam's worker pool for such a cluster: it and the SDK workers it starts run the job's stages.
+WORKER_POOLS: Final = ("beam_jobs.services.worker_pool", "worker_pool_main")
+
+
+def cluster_role(cmdline: Sequence[str]) -> str | None:
+    """ "runner" for a Flink cluster JVM, "job" for a worker pool, None for anything else."""
+    words = set(cmdline)
+    if words & set(FLINK_CLUSTER_CLASSES):
+        return "runner"
+    if any(w.endswith(pool) for w in words for pool in WORKER_POOLS):
+        return "job"
+    return None
+
+
 def process_groups(job_pid: int, kafka_pid: int | None) -> dict[str, list[Any]]:
-    """psutil processes: the job's Python process tree, its Prism child, the broker, us."""
+    """psutil processes: the job's Python process tree and its Prism child; a Flink session
+    cluster's JVMs and its worker pool's tree when they run on this machine (the launcher's
+    tree is then only the submission); the broker; us."""
     psutil = _psutil()
-    groups: dict[str, list[Any]] = {"job": [], "prism": [], "kafka": [], "bench": []}
+    groups: dict[str, list[Any]] = {"job": [], "runner": [], "kafka": [], "bench": []}
     with contextlib.suppress(psutil.NoSuchProcess):
         job = psutil.Process(job_pid)
         for p in [job, *job.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
-                groups["prism" if "prism" in p.name() else "job"].append(p)
+                groups["runner" if "prism" in p.name() else "job"].append(p)
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            role = cluster_role(p.cmdline())
+            if role == "runner":
+                groups["runner"].append(p)
+            elif role == "job":
+                groups["job"] += [p, *p.children(recursive=True)]
     if kafka_pid is not None:
         with contextlib.suppress(psutil.NoSuchProcess):
             groups["kafka"].append(psutil.Process(kafka_pid))
@@ -847,7 +875,7 @@ def _print_minute(run: Run, t0: float, start: float, end: float) -> None:
     lag = window_lag_s(run.received(), a, b)
     lat = run.latencies(a - 5000, b - 5000)  # their transcripts have had 5 s to arrive
     rss = _triple({k: v[1] for k, v in now.items()}, RSS_KEYS, ".0f")
-    print(f"  {(end - t0) / 60:5.1f} min: RSS MB job/prism/kafka {rss}; lag {_fmt(lag, '.1f')} s; "
+    print(f"  {(end - t0) / 60:5.1f} min: RSS MB job/runner/kafka {rss}; lag {_fmt(lag, '.1f')} s; "
           f"transcript p95 {_fmt(quantile(lat, 0.95))} s over {len(lat)}", flush=True)  # fmt: skip
 
 

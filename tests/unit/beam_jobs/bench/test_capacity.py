@@ -3,6 +3,8 @@ attribution, the final-row file names, the call schedule and the capacity decisi
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,8 +216,8 @@ def _result(**kw: object) -> LevelResult:
     base: dict[str, object] = dict(
         calls=4, utterances=40, transcript_p50_s=1.2, transcript_p95_s=2.0, finals=3,
         finals_missing=0, final_p95_s=3.5, lag_start_s=1.0, lag_end_s=1.4,
-        cpu_cores={"job": 1.2, "prism": 0.3, "kafka": 0.1, "bench": 0.05},
-        rss_mb={"job": 900.0, "prism": 80.0, "kafka": 400.0}, stages="",
+        cpu_cores={"job": 1.2, "runner": 0.3, "kafka": 0.1, "bench": 0.05},
+        rss_mb={"job": 900.0, "runner": 80.0, "kafka": 400.0}, stages="",
     )  # fmt: skip
     base.update(kw)
     return LevelResult(**base)  # type: ignore[arg-type]
@@ -318,3 +320,52 @@ def test_slowest_transcripts_ranked_with_channel_length_and_place_in_the_call() 
         "5.10 s (customer, 2.0 s long, ending 9.0 s in)",
         "1.60 s (agent, 2.5 s long)",  # cap-2 already left the scheduler: no place shown
     )
+
+
+def test_cluster_role_finds_flink_jvms_and_the_worker_pool() -> None:
+    jvm = [
+        "java",
+        "-Xmx1g",
+        "-cp",
+        "a.jar",
+        "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+    ]
+    assert capacity_module.cluster_role(jvm) == "runner"
+    pool = ["/venv/bin/python", "-m", "beam_jobs.services.worker_pool", "--port=50000"]
+    assert capacity_module.cluster_role(pool) == "job"
+    beams = ["python", "-m", "apache_beam.runners.worker.worker_pool_main"]
+    assert capacity_module.cluster_role(beams) == "job"
+    assert capacity_module.cluster_role(["java", "kafka.Kafka", "server.properties"]) is None
+    assert capacity_module.cluster_role(["grep", "TaskManagerRunner"]) is None
+
+
+def test_process_groups_count_a_local_clusters_processes(tmp_path: Path) -> None:
+    """Real processes whose command lines are a TaskManager's and a worker pool's (with an SDK
+    worker child): the cluster's CPU is the runner's, the pool's tree the job's."""
+    tm = subprocess.Popen(
+        ["sh", "-c", "sleep 60", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"]
+    )
+    pool = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; subprocess.run(['sleep', '60'])",
+            "beam_jobs.services.worker_pool",
+        ]  # fmt: skip
+    )
+    job = subprocess.Popen(["sleep", "60"])
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the pool's child (its "SDK worker") has started
+            groups = capacity_module.process_groups(job.pid, None)
+            pids = {k: {p.pid for p in v} for k, v in groups.items()}
+            if len(pids["job"]) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert tm.pid in pids["runner"]
+        assert {job.pid, pool.pid} <= pids["job"] and len(pids["job"]) >= 3
+        assert tm.pid not in pids["job"] and pool.pid not in pids["runner"]
+    finally:
+        for proc in (tm, pool, job):
+            proc.kill()
+            proc.wait()
