@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -73,13 +74,20 @@ class StreamingJobOptions(PipelineOptions):
         g.add_argument(
             "--kafka_start_from",
             default="earliest",
-            choices=["earliest", "latest"],
-            help="where to start when the group has no committed offset",
+            help="where to start when the group has no committed offset: earliest, latest, or "
+            "a time (ISO 8601, UTC unless it has an offset, e.g. 2026-12-01T08:00Z): each "
+            "partition's first record at or after it",
         )
         g.add_argument(
             "--bounded",
             action="store_true",
             help="read up to the end offsets seen at start, then finish (backfills)",
+        )
+        g.add_argument(
+            "--kafka_stop_at",
+            default="",
+            help="bounded runs: stop each partition before its first record at or after this "
+            "time (ISO 8601, as --kafka_start_from); with it, replay a time range",
         )
         g.add_argument(
             "--output_dir",
@@ -460,6 +468,28 @@ def json_object(text: str, flag: str) -> dict[str, Any]:
     return value
 
 
+#: What a time option takes.
+ISO_TIME: Final = "an ISO 8601 time such as 2026-12-01T08:00Z (UTC unless it carries an offset)"
+
+
+def time_ms(text: str, flag: str, expected: str = ISO_TIME) -> int:
+    """Epoch milliseconds of an ISO 8601 time, or one sentence naming ``flag``."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{flag} must be {expected}, not {text!r}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def start_position(text: str) -> tuple[str, int | None]:
+    """``--kafka_start_from``: (earliest or latest, None), or (earliest, the time's epoch ms)."""
+    if text in ("earliest", "latest"):
+        return text, None
+    return "earliest", time_ms(text, "--kafka_start_from", f"earliest, latest or {ISO_TIME}")
+
+
 def catalog_config(output_dir: str, uri: str, warehouse: str, properties: str) -> CatalogConfig:
     """The Iceberg catalog from the options (empty: SQLite and files under ``output_dir``)."""
     default = CatalogConfig.under(output_dir)
@@ -496,6 +526,7 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
     asr = asr_options(o, bounded=o.bounded)
     window_s = validate_window_s(o)
     warehouse = warehouse_config(o)
+    start_from, start_at_ms = start_position(o.kafka_start_from)
     return JobConfig(
         source=KafkaSourceConfig(
             checkpoint_dir=checkpoint_dir,
@@ -503,7 +534,9 @@ def config_from_options(options: PipelineOptions) -> JobConfig:
             bootstrap_servers=o.kafka_bootstrap_servers,
             topic=o.kafka_topic,
             group_id=o.kafka_group_id,
-            start_from=o.kafka_start_from,
+            start_from=start_from,
+            start_at_ms=start_at_ms,
+            stop_at_ms=time_ms(o.kafka_stop_at, "--kafka_stop_at") if o.kafka_stop_at else None,
             bounded=o.bounded,
             poll_timeout_s=o.poll_timeout_s,
             max_out_of_orderness_s=o.max_out_of_orderness_s,

@@ -27,7 +27,10 @@ read. The idle rule above waits ``partition_discovery_s`` on top of the slack, s
 written to a partition not yet seen cannot fall behind the watermark.
 
 Modes: unbounded (the streaming job) and bounded (stop at the end offsets seen at start: tests,
-backfills). Start position: the consumer group's committed offsets, else ``start_from``.
+backfills). Start position: the consumer group's committed offsets, else ``start_at_ms`` (the
+first offset whose record timestamp is at or after it), else ``start_from``. A bounded read
+with ``stop_at_ms`` stops each partition before its first record at or after that time: a
+replay of a time range reads only that range's offsets.
 """
 
 from __future__ import annotations
@@ -79,6 +82,12 @@ class KafkaSourceConfig:
     group_id: str = "callqa"
     start_from: str = "earliest"  # used where the group has no committed offset: earliest|latest
     bounded: bool = False  # stop at the end offsets seen when the job starts
+    #: Where the group has no committed offset: start at the first record whose timestamp
+    #: (Kafka's, epoch ms) is at or after this; before ``start_from``.
+    start_at_ms: int | None = None
+    #: Bounded reads: stop before the first record whose timestamp is at or after this (else
+    #: at the end offsets seen when the job starts).
+    stop_at_ms: int | None = None
     poll_timeout_s: float = 0.1
     max_poll_records: int = 1000
     max_bundle_s: float = 0.5  # read at most this long before handing a bundle downstream
@@ -106,6 +115,14 @@ class KafkaSourceConfig:
             raise ValueError("max_out_of_orderness_s and idle_slack_s must be >= 0")
         if self.partition_discovery_s <= 0:
             raise ValueError("partition_discovery_s must be > 0")
+        if self.stop_at_ms is not None and not self.bounded:
+            raise ValueError("a stop time needs a bounded read (--bounded)")
+        if (
+            self.start_at_ms is not None
+            and self.stop_at_ms is not None
+            and self.stop_at_ms <= self.start_at_ms
+        ):
+            raise ValueError("the stop time must come after the start time")
 
 
 class PartitionProgress(NamedTuple):
@@ -300,6 +317,13 @@ def _topic_partitions(consumer: Any, topic: str, timeout_s: float = 30.0) -> lis
         time.sleep(0.5)
 
 
+def offsets_at(consumer: Any, tps: list[Any], time_ms: int, end: dict[Any, int]) -> dict[Any, int]:
+    """Per partition, the first offset whose record timestamp is at or after ``time_ms``; the
+    end offset where every record is older."""
+    found = consumer.offsets_for_times(dict.fromkeys(tps, time_ms))
+    return {tp: end[tp] if found.get(tp) is None else int(found[tp].offset) for tp in tps}
+
+
 class _KafkaRestrictionProvider(RestrictionProvider):
     def __init__(self, cfg: KafkaSourceConfig) -> None:
         self._cfg = cfg
@@ -319,6 +343,8 @@ class _KafkaRestrictionProvider(RestrictionProvider):
             start, skip = self.starts(consumer, element, parts, added=False)
             tps = [TopicPartition(element, p) for p in parts]
             end = consumer.end_offsets(tps)
+            if self._cfg.stop_at_ms is not None:
+                end = offsets_at(consumer, tps, self._cfg.stop_at_ms, end)
             stop = tuple(max(end[tp], s) for tp, s in zip(tps, start, strict=True))
             _LOG.info("Kafka source %s: start %s, end %s", element, list(start), list(stop))
             return KafkaRestriction(
@@ -343,6 +369,11 @@ class _KafkaRestrictionProvider(RestrictionProvider):
         tps = [TopicPartition(topic, p) for p in parts]
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
+        at_time = (
+            offsets_at(consumer, tps, self._cfg.start_at_ms, end)
+            if self._cfg.start_at_ms is not None and not added
+            else {}
+        )
         catalog = self._cfg.ledger_catalog
         ledger = read_ledger(catalog) if catalog is not None else {}
         seeds: dict[tuple[str, int], Checkpoint] = {}
@@ -365,6 +396,8 @@ class _KafkaRestrictionProvider(RestrictionProvider):
                 position = max(cp.frontier, begin[tp])
             elif committed is not None:
                 position = max(int(committed), begin[tp])
+            elif tp in at_time:
+                position = max(at_time[tp], begin[tp])
             elif self._cfg.start_from == "latest" and not added:
                 position = end[tp]
             else:

@@ -10,10 +10,13 @@ from beam_jobs.config import (
     StreamingJobOptions,
     analyze_options,
     asr_options,
+    start_position,
+    time_ms,
     validate_live_window_s,
     validate_window_s,
 )
 from beam_jobs.services.models import install_embedded_whisper
+from transforms.io.kafka_source import KafkaSourceConfig
 
 
 def options(*argv: str) -> StreamingJobOptions:
@@ -58,3 +61,25 @@ def test_damaged_numbers_are_redacted_from_9_digits_by_default() -> None:
     assert not analyze_options(options("--redact_pii=off")).redact_pii
     with pytest.raises(ValueError, match="--redact_numbers_min_digits=-1"):
         analyze_options(options("--redact_numbers_min_digits=-1"))
+
+
+def test_start_and_stop_times_are_iso_8601_in_utc_unless_they_carry_an_offset() -> None:
+    assert start_position("earliest") == ("earliest", None)
+    assert start_position("latest") == ("latest", None)
+    assert start_position("2026-12-01T08:00Z") == ("earliest", 1_796_112_000_000)
+    assert time_ms("2026-12-01T08:00", "--kafka_stop_at") == 1_796_112_000_000  # naive: UTC
+    assert time_ms("2026-12-01T16:00+08:00", "--kafka_stop_at") == 1_796_112_000_000
+    assert time_ms("2026-12-01", "--kafka_stop_at") == 1_796_083_200_000
+    with pytest.raises(ValueError, match="--kafka_start_from must be earliest, latest or an ISO"):
+        start_position("yesterday")
+    with pytest.raises(ValueError, match="--kafka_stop_at must be an ISO 8601 time"):
+        time_ms("12/01/2026", "--kafka_stop_at")
+
+
+def test_a_stop_time_needs_a_bounded_read_after_the_start() -> None:
+    source = {"bootstrap_servers": "k:9092", "topic": "t"}
+    with pytest.raises(ValueError, match="needs a bounded read"):
+        KafkaSourceConfig(**source, stop_at_ms=2_000)
+    with pytest.raises(ValueError, match="must come after the start"):
+        KafkaSourceConfig(**source, bounded=True, start_at_ms=2_000, stop_at_ms=2_000)
+    KafkaSourceConfig(**source, bounded=True, start_at_ms=1_000, stop_at_ms=2_000)
