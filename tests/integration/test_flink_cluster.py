@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -85,27 +85,6 @@ class Cluster:
             time.sleep(2)
 
 
-def job_argv(
-    cluster: Cluster, job_server_jar: str, kafka_bootstrap: str, topic: str, out: Path
-) -> list[str]:
-    """The streaming job on the cluster at parallelism 2, its SDK workers in the pool."""
-    return [
-        "--runner=FlinkRunner",
-        f"--flink_master={cluster.master}",
-        f"--flink_job_server_jar={job_server_jar}",
-        "--environment_type=EXTERNAL",
-        f"--environment_config={cluster.pool}",
-        "--parallelism=2",
-        "--streaming",
-        "--max_bundle_time_mills=100",
-        f"--kafka_bootstrap_servers={kafka_bootstrap}",
-        f"--kafka_topic={topic}",
-        f"--kafka_group_id={topic}",
-        f"--output_dir={out}",
-        f"--call_state_topic={call_state_topic(topic)}",
-    ]
-
-
 def assert_spread(spread: dict[str, int]) -> None:
     assert len(spread) == 2 and all(n > 0 for n in spread.values()), spread
 
@@ -128,25 +107,60 @@ def flink_cluster(tmp_path: Path, flink_job_server_jar: str) -> Iterator[Cluster
         cluster.run("stop")
 
 
-@pytest.mark.timeout(900)  # a wait for final rows on a slow, busy machine
-def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
+class ClusterJob(NamedTuple):
+    """The streaming job's options for the cluster (parallelism 2, SDK workers in the pool),
+    its warehouse, and where it reads."""
+
+    cluster: Cluster
+    argv: list[str]
+    out: Path
+    bootstrap: str
+    topic: str
+
+    def first_calls(self, prefix: str, n: int) -> tuple[dict[str, int], str]:
+        """``n`` 4-s calls sent and final once each: chunks per call, and the Flink job."""
+        calls = [synthetic_call(f"{prefix}{i}", 4.0, seed=i) for i in range(n)]
+        sent = produce_calls(self.bootstrap, self.topic, calls, int(time.time() * 1000) + 3000, 300)
+        warehouse.wait_for_final_calls(self.out, sent, timeout_s=300)
+        return sent, self.cluster.running_job()
+
+
+@pytest.fixture
+def cluster_job(
     kafka_bootstrap: str,
     flink_cluster: Cluster,
     flink_job_server_jar: str,  # noqa: F811
     topic: str,
     tmp_path: Path,
-) -> None:
+) -> ClusterJob:
     out = tmp_path / "out"
-    argv = job_argv(flink_cluster, flink_job_server_jar, kafka_bootstrap, topic, out)
-    before = [synthetic_call(f"fc-a{i}", 4.0, seed=i) for i in range(6)]
+    argv = [
+        "--runner=FlinkRunner",
+        f"--flink_master={flink_cluster.master}",
+        f"--flink_job_server_jar={flink_job_server_jar}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config={flink_cluster.pool}",
+        "--parallelism=2",
+        "--streaming",
+        "--max_bundle_time_mills=100",
+        f"--kafka_bootstrap_servers={kafka_bootstrap}",
+        f"--kafka_topic={topic}",
+        f"--kafka_group_id={topic}",
+        f"--output_dir={out}",
+        f"--call_state_topic={call_state_topic(topic)}",
+    ]
+    return ClusterJob(flink_cluster, argv, out, kafka_bootstrap, topic)
+
+
+@pytest.mark.timeout(900)  # a wait for final rows on a slow, busy machine
+def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
+    cluster_job: ClusterJob,
+) -> None:
+    flink_cluster, argv, out, kafka_bootstrap, topic = cluster_job
     during = [synthetic_call(f"fc-b{i}", 8.0, seed=10 + i) for i in range(6)]
     t0 = time.monotonic()
     with streaming_job(argv):
-        expected = produce_calls(
-            kafka_bootstrap, topic, before, int(time.time() * 1000) + 3000, 300
-        )
-        warehouse.wait_for_final_calls(out, expected, timeout_s=300)
-        job = flink_cluster.running_job()
+        expected, job = cluster_job.first_calls("fc-a", 6)
         spread = flink_cluster.spread(job)
         print(f"{time.monotonic() - t0:.0f} s: records received per TaskManager: {spread}")
         assert_spread(spread)
@@ -177,24 +191,14 @@ def test_calls_once_each_on_two_taskmanagers_and_after_one_is_killed(
 @pytest.mark.full
 @pytest.mark.timeout(1200)  # two waits for final rows on a slow, busy machine
 def test_upgrade_on_the_cluster_resumes_from_the_ledger_on_both_taskmanagers(
-    kafka_bootstrap: str,
-    flink_cluster: Cluster,
-    flink_job_server_jar: str,  # noqa: F811
-    topic: str,
-    tmp_path: Path,
+    cluster_job: ClusterJob, tmp_path: Path
 ) -> None:
-    out = tmp_path / "out"
-    argv = job_argv(flink_cluster, flink_job_server_jar, kafka_bootstrap, topic, out)
-    before = [synthetic_call(f"fu-a{i}", 4.0, seed=i) for i in range(4)]
+    flink_cluster, argv, out, kafka_bootstrap, topic = cluster_job
     after = [synthetic_call(f"fu-b{i}", 8.0, seed=20 + i) for i in range(4)]
     t0 = time.monotonic()
     sent: dict[str, int] = {}
     with streaming_job(argv):
-        expected = produce_calls(
-            kafka_bootstrap, topic, before, int(time.time() * 1000) + 3000, 300
-        )
-        warehouse.wait_for_final_calls(out, expected, timeout_s=300)
-        job = flink_cluster.running_job()
+        expected, job = cluster_job.first_calls("fu-a", 4)
         # the runbook's upgrade: a TaskManager added, the job cancelled through Flink's REST
         # API while calls stream, and submitted again from the ledger
         flink_cluster.run("add-taskmanager")
