@@ -105,15 +105,17 @@ def wait_until(
     what: str,
     done: Callable[[], object],
     timeout_s: float,
-    log: Path,
+    log: Path | None = None,
     alive: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Poll ``done`` until it is true; fail with ``what`` and the tail of the job's log when
-    ``timeout_s`` passes or the job is no longer ``alive``."""
+    """Poll ``done`` until it is true; fail with ``what`` and the tail of the job's ``log``
+    (a job run as its own process) when ``timeout_s`` passes or the job is no longer
+    ``alive``."""
     deadline = time.monotonic() + timeout_s
     while not done():
-        assert alive(), f"the job ended while waiting: {what}\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"{what}\n{log.read_text()[-3000:]}"
+        tail = "" if log is None else f"\n{log.read_text()[-3000:]}"
+        assert alive(), f"the job ended while waiting: {what}{tail}"
+        assert time.monotonic() < deadline, f"{what}{tail}"
         time.sleep(0.2)
 
 
@@ -121,7 +123,7 @@ def warm_up(
     bootstrap: str,
     topic: str,
     out: Path,
-    log: Path,
+    log: Path | None = None,
     alive: Callable[[], bool] = lambda: True,
     timeout_s: float = 300,
 ) -> dict[str, int]:
