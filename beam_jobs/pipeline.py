@@ -50,6 +50,7 @@ from transforms.decode import DecodeAndValidate, GroupChunks
 from transforms.io.commit import CommitOffsets
 from transforms.io.iceberg import ensure_tables
 from transforms.io.iceberg_sink import CommitToIceberg
+from transforms.io.kafka_client import quiet_connection_logs
 from transforms.io.kafka_sink import PublishCallState, PublishTranscripts
 from transforms.io.kafka_source import ReadAudioChunks
 from transforms.io.parquet_sink import WriteTable
@@ -333,6 +334,7 @@ def submit(argv: Sequence[str]) -> tuple[Any, JobConfig]:
     """Parse, check (``preflight``: it creates the call-state topic), build and start the job;
     returns its ``PipelineResult`` (running) and config. ``run``, the demo, the benchmarks and
     the tests start jobs here."""
+    quiet_connection_logs()  # this process's own clients too (preflight; LOOPBACK workers)
     p, cfg = make_pipeline(argv)
     preflight(cfg)
     _LOG.info("callqa job: %s → %s", cfg.source, cfg.output_dir)

@@ -40,10 +40,17 @@ class _FirstOfBurst(logging.Filter):
         now = time.monotonic()
         first, self._last = now - self._last >= _BURST_QUIET_S, now
         if first:
+            # one line: kafka-python logs some socket races with a traceback (a transport
+            # closed under a read, in an outage); the exception's own line says enough
+            text = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                text = f"{text} ({type(exc).__name__}: {exc})"
             record.msg = (
-                f"{record.msg} (further kafka-python warnings are left out of the log until it "
-                f"has been quiet for {_BURST_QUIET_S:.0f} s)"
+                f"{text} (further kafka-python warnings are left out of the log until it has "
+                f"been quiet for {_BURST_QUIET_S:.0f} s)"
             )
+            record.args, record.exc_info, record.exc_text = None, None, None
             return True
         self.dropped += 1
         return False

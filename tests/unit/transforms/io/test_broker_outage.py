@@ -128,6 +128,27 @@ def test_kafka_python_warnings_show_once_per_burst(caplog: pytest.LogCaptureFixt
     assert kafka_client._BURSTS.dropped - before == 19
 
 
+def test_the_first_kafka_python_error_of_a_burst_is_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kafka-python logs a socket closed under a read with its traceback; the job's log gets
+    one line with the exception."""
+    kafka_client.quiet_connection_logs()
+    kafka_client._BURSTS._last = -1e9
+    transport = logging.getLogger("kafka.net.transport")
+    with caplog.at_level(logging.WARNING, logger="kafka.net.transport"):
+        try:
+            None.recv(4096)  # type: ignore[attr-defined]
+        except AttributeError:
+            transport.exception("%s: Error receiving network data closing socket", "<100%>")
+    (shown,) = [r for r in caplog.records if r.name == "kafka.net.transport"]
+    assert shown.exc_info is None and "Traceback" not in caplog.text
+    assert shown.getMessage().startswith(
+        "<100%>: Error receiving network data closing socket (AttributeError: 'NoneType' "
+        "object has no attribute 'recv') (further kafka-python warnings are left out"
+    )
+
+
 def test_client_settings_stay_out_of_the_configs_reprs() -> None:
     from transforms.io.commit import CommitConfig
     from transforms.io.kafka_source import KafkaSourceConfig
