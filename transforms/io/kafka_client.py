@@ -41,7 +41,7 @@ class _FirstOfBurst(logging.Filter):
         first, self._last = now - self._last >= _BURST_QUIET_S, now
         if first:
             # one line: kafka-python logs some socket races with a traceback (a transport
-            # closed under a read, in an outage); the exception's own line says enough
+            # closed under a read as a client closes); the exception's own line says enough
             text = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 exc = record.exc_info[1]
