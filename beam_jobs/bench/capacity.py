@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -64,6 +64,7 @@ FINAL_P95_MAX_S: Final = 5.0
 LAG_GROWTH_MAX_S: Final = 2.0
 LAG_WINDOW_MAX_S: Final = 30.0
 WARMUP_CALL_ID: Final = "cap-warmup"
+WARMUP_S: Final = 20.0  # the warm-up call: the first seconds of a pool call
 #: Silence between a call that ends and its replacement (drawn: keeps starts spread).
 _REPLACE_GAP_S: Final = (0.5, 2.0)
 _SPEECH_LEVEL: Final = 0.01  # a 100 ms frame with a sample this loud holds speech
@@ -880,12 +881,17 @@ def _print_minute(run: Run, t0: float, start: float, end: float) -> None:
 
 
 def _warm_up(run: Run, bootstrap: str, topic: str, pool: Pool, timeout_s: float) -> None:
-    """One pool call with capture times in the past, as fast as it goes: Prism starts and the
-    models load before the levels (as ``bench latency`` does; future event times would move
-    the watermark ahead of the measured calls). Returns once its transcripts stop coming."""
+    """The first ``WARMUP_S`` of a pool call with capture times in the past, as fast as it goes:
+    Prism starts and the models load before the levels (as ``bench latency`` does; future
+    event times would move the watermark ahead of the measured calls). Returns once the call's
+    final row is readable: every utterance of it has been transcribed, so no backlog of it is
+    left to delay the first level (on a slow machine a pause in its transcripts did not mean
+    that: CI saw a level of one call get no transcript in its 35 s behind one)."""
     from beam_jobs.demo.producer import new_producer, send_events
 
     warm = pool.load(0, WARMUP_CALL_ID)
+    keep = int(WARMUP_S * warm.sample_rate_hz)
+    warm = replace(warm, channels={k: v[:keep] for k, v in warm.channels.items()})
     seconds = len(warm.channels["agent"]) / warm.sample_rate_hz
     start_ms = int((time.time() - seconds - 10) * 1000)
     events = call_events(warm, start_ms, run.chunk_ms)
@@ -898,10 +904,12 @@ def _warm_up(run: Run, bootstrap: str, topic: str, pool: Pool, timeout_s: float)
             raise RuntimeError(f"no transcript {timeout_s:.0f} s after the job started; see "
                                f"{run.log}")  # fmt: skip
         run.sleep_until(time.time() + 1)
-    seen, quiet_since = 0, time.time()
-    while time.time() - quiet_since < 5 and time.time() < deadline:
-        if len(run.follower.events) != seen:
-            seen, quiet_since = len(run.follower.events), time.time()
+    while WARMUP_CALL_ID not in run.finals.first_final_ms:
+        if time.time() > deadline:
+            raise RuntimeError(
+                f"the warm-up call ({seconds:.0f} s) has no final row {timeout_s:.0f} s after "
+                f"the job started; see {run.log}"
+            )
         run.sleep_until(time.time() + 0.5)
 
 
@@ -969,7 +977,8 @@ def bench_capacity(args: argparse.Namespace) -> int:
     try:
         t_start = time.time()
         _warm_up(run, bootstrap, topic, pool, args.startup_timeout_s)
-        print(f"warm-up: job up and its first call transcribed in {time.time() - t_start:.0f} s")
+        print(f"warm-up: job up and a {WARMUP_S:g} s call's final row readable in "
+              f"{time.time() - t_start:.0f} s")  # fmt: skip
         if not spy.probe():
             print(f"stage breakdown: {spy.note}")
         run.groups = process_groups(job.pid, kafka_pid)
