@@ -35,7 +35,9 @@ def _checkpoints(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in (out / "_checkpoints").rglob("p*.json")]
 
 
-@pytest.mark.parametrize("warehouse_format", ["parquet", "iceberg"])
+@pytest.mark.parametrize(
+    "warehouse_format", [pytest.param("parquet", marks=pytest.mark.full), "iceberg"]
+)  # CI: the default warehouse
 def test_kill_minus_9_and_restart_loses_and_duplicates_nothing(
     kafka_bootstrap: str, prism_location: str, topic: str, tmp_path: Path, warehouse_format: str
 ) -> None:
