@@ -369,11 +369,7 @@ class _KafkaRestrictionProvider(RestrictionProvider):
         tps = [TopicPartition(topic, p) for p in parts]
         begin = consumer.beginning_offsets(tps)
         end = consumer.end_offsets(tps)
-        at_time = (
-            offsets_at(consumer, tps, self._cfg.start_at_ms, end)
-            if self._cfg.start_at_ms is not None and not added
-            else {}
-        )
+        at_time: dict[Any, int] | None = None  # asked once, if a partition starts at the time
         catalog = self._cfg.ledger_catalog
         ledger = read_ledger(catalog) if catalog is not None else {}
         seeds: dict[tuple[str, int], Checkpoint] = {}
@@ -396,7 +392,9 @@ class _KafkaRestrictionProvider(RestrictionProvider):
                 position = max(cp.frontier, begin[tp])
             elif committed is not None:
                 position = max(int(committed), begin[tp])
-            elif tp in at_time:
+            elif self._cfg.start_at_ms is not None and not added:
+                if at_time is None:
+                    at_time = offsets_at(consumer, tps, self._cfg.start_at_ms, end)
                 position = max(at_time[tp], begin[tp])
             elif self._cfg.start_from == "latest" and not added:
                 position = end[tp]

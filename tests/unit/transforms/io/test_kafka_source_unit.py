@@ -3,8 +3,13 @@ and the event-time fallback."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
+from transforms.io.commit import Checkpoint, write_checkpoint
 from transforms.io.kafka_source import (
     LEFT_OUT,
     KafkaRestriction,
@@ -13,6 +18,7 @@ from transforms.io.kafka_source import (
     PartitionProgress,
     PartitionsAdded,
     ReadKafkaFn,
+    _KafkaRestrictionProvider,
     combined_watermark_ms,
     event_time_ms,
     partition_watermark_ms,
@@ -150,6 +156,45 @@ def test_restriction_provider_without_a_broker() -> None:
     assert fn.restriction_size("audio", bounded) == 5.0
     assert fn.restriction_size("audio", restriction()) == 1.0
     assert isinstance(fn.create_tracker(bounded), KafkaRestrictionTracker)
+
+
+class _StartConsumer:
+    """Enough of kafka-python's consumer for ``starts``: offsets 0..100 per partition, records
+    stamped from ``T0`` on (offset n at ``T0 + n`` ms), a committed offset per partition."""
+
+    def __init__(self, committed: dict[int, int]) -> None:
+        self._committed = committed
+        self.time_requests: list[dict[Any, int]] = []
+
+    def beginning_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(tps, 0)
+
+    def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return dict.fromkeys(tps, 100)
+
+    def offsets_for_times(self, times: dict[Any, int]) -> dict[Any, Any]:
+        self.time_requests.append(times)
+        return {tp: SimpleNamespace(offset=t - T0) for tp, t in times.items()}
+
+    def committed(self, tp: Any) -> int | None:
+        return self._committed.get(tp.partition)
+
+
+def test_a_start_time_is_asked_for_only_where_no_checkpoint_or_commit_says_where(
+    tmp_path: Path,
+) -> None:
+    cfg = KafkaSourceConfig(bootstrap_servers="unused:9092", topic="audio", start_at_ms=T0 + 40,
+                            checkpoint_dir=str(tmp_path))  # fmt: skip
+    provider = _KafkaRestrictionProvider(cfg)
+    write_checkpoint(str(tmp_path), "audio", "callqa", 0, Checkpoint(70, ()))
+    known = _StartConsumer(committed={1: 60})
+    assert provider.starts(known, "audio", [0, 1], added=False)[0] == (70, 60)
+    assert known.time_requests == []  # the checkpoint and the commit: no request by time
+    fresh = _StartConsumer(committed={})
+    assert provider.starts(fresh, "audio", [0, 2], added=False)[0] == (70, 40)
+    assert len(fresh.time_requests) == 1  # one request, for every partition
+    assert provider.starts(fresh, "audio", [3], added=True)[0] == (0,)  # added: from the start
+    assert len(fresh.time_requests) == 1
 
 
 @pytest.mark.parametrize(
