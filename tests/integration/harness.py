@@ -107,16 +107,17 @@ def wait_until(
     timeout_s: float,
     log: Path | None = None,
     alive: Callable[[], bool] = lambda: True,
+    poll_s: float = 0.2,
 ) -> None:
-    """Poll ``done`` until it is true; fail with ``what`` and the tail of the job's ``log``
-    (a job run as its own process) when ``timeout_s`` passes or the job is no longer
-    ``alive``."""
+    """Poll ``done`` every ``poll_s`` until it is true; fail with ``what`` and the tail of the
+    job's ``log`` (a job run as its own process) when ``timeout_s`` passes or the job is no
+    longer ``alive``."""
     deadline = time.monotonic() + timeout_s
     while not done():
         tail = "" if log is None else f"\n{log.read_text()[-3000:]}"
         assert alive(), f"the job ended while waiting: {what}{tail}"
         assert time.monotonic() < deadline, f"{what}{tail}"
-        time.sleep(0.2)
+        time.sleep(poll_s)
 
 
 def warm_up(
