@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import signal
+import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -74,7 +75,8 @@ class _QuietLostStreams(logging.Filter):
     on its closed streams, and Beam's loggers (the data plane, a DoFn whose state read failed)
     log each with a traceback: the first of these is one warning line, the rest debug lines;
     the main thread then says what happened. Once it has, Beam's records are dropped: they
-    come from threads of a job that is ending."""
+    come from threads of a job that is ending. The SDK worker also prints a failed bundle's
+    traceback to stderr before it logs it; ``_QuietStderr`` treats that text the same way."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,6 +100,8 @@ class _QuietLostStreams(logging.Filter):
         for place in places:
             if self not in place.filters:
                 place.addFilter(self)
+        if not isinstance(sys.stderr, _QuietStderr):
+            sys.stderr = _QuietStderr(sys.stderr, self)
 
     def _noted(self, exc: BaseException | None, where: str) -> bool:
         """Whether ``exc`` is a closed runner stream (then logged as one line)."""
@@ -120,13 +124,49 @@ class _QuietLostStreams(logging.Filter):
             return False
         if record.exc_info and self._noted(record.exc_info[1], record.name):
             return False
-        if record.name.startswith("apache_beam") and record.levelno >= logging.ERROR:
-            text = record.getMessage()  # a DoFn's failure carries the gRPC error as text
-            if "StatusCode.UNAVAILABLE" in text or "StatusCode.CANCELLED" in text:
-                level = logging.WARNING if next(self._seen) == 0 else logging.DEBUG
-                _LOG.log(level, "a stream to the runner closed (in %s)", record.name)
-                return False
+        # a DoFn's failure carries the gRPC error as text
+        return not (
+            record.name.startswith("apache_beam")
+            and record.levelno >= logging.ERROR
+            and self.closed_stream_text(record.getMessage(), record.name)
+        )
+
+    def closed_stream_text(self, text: str, where: str) -> bool:
+        """Whether ``text`` tells of a closed runner stream (then noted as one line)."""
+        if "StatusCode.UNAVAILABLE" not in text and "StatusCode.CANCELLED" not in text:
+            return False
+        level = logging.WARNING if next(self._seen) == 0 else logging.DEBUG
+        _LOG.log(level, "a stream to the runner closed (in %s)", where)
         return True
+
+
+class _QuietStderr:
+    """``sys.stderr`` while a job runs: what a thread other than the main one writes is passed
+    on, except a traceback of a closed runner stream (noted as ``_QuietLostStreams`` notes a
+    log record), or any traceback once the runner is lost. Beam's SDK worker ``print``s a
+    failed bundle's traceback there, past every logging filter (CI saw one after
+    ``lost the runner mid-job``)."""
+
+    def __init__(self, stream: Any, quiet: _QuietLostStreams) -> None:
+        self._stream = stream
+        self._quiet = quiet
+        self._dropped = threading.local()  # the newline print() writes after a dropped text
+
+    def write(self, text: str) -> int:
+        if threading.current_thread() is not threading.main_thread():
+            if text == "\n" and getattr(self._dropped, "last", False):
+                self._dropped.last = False
+                return len(text)
+            self._dropped.last = False
+            if text.startswith("Traceback (most recent call last)") and (
+                self._quiet.lost or self._quiet.closed_stream_text(text, "an SDK worker thread")
+            ):
+                self._dropped.last = True
+                return len(text)
+        return int(self._stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 _QUIET = _QuietLostStreams()

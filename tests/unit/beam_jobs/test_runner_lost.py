@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from typing import Any
 
 import grpc
 import pytest
@@ -46,10 +48,21 @@ class _Result:
             DATA_PLANE.exception("Failed to read inputs in the data plane.")
         # a DoFn whose state read failed: Beam logs the gRPC error and its stack as text
         COMMON.error("_MultiThreadedRendezvous: status = StatusCode.UNAVAILABLE\nTraceback …")
+        # and the SDK worker prints the failed bundle's traceback to stderr before it logs it
+        in_thread(print, f"{TRACEBACK}grpc: status = StatusCode.UNAVAILABLE", file=sys.stderr)
         raise _Closed(self._code)
 
     def _die(self) -> None:
         raise _Closed(grpc.StatusCode.UNAVAILABLE)
+
+
+TRACEBACK = 'Traceback (most recent call last):\n  File "sdk_worker.py", line 310, in _execute\n'
+
+
+def in_thread(target: Any, *args: Any, **kwargs: Any) -> None:
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs)
+    thread.start()
+    thread.join()
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +91,13 @@ def test_a_lost_runner_is_one_error_and_one_warning(
         assert not [r for r in caplog.records if "Traceback" in r.getMessage()]
         assert "Traceback" not in capsys.readouterr().err
     COMMON.error("after the job ended")  # Beam's records are dropped once the runner is lost
+    # an SDK worker thread's traceback after that, whatever the error: dropped; its other
+    # lines and the main thread's are not
+    in_thread(print, f"{TRACEBACK}RuntimeError: a bundle failed", file=sys.stderr)
+    in_thread(print, "a worker's line", file=sys.stderr)
+    print(f"{TRACEBACK}ValueError: the main thread's", file=sys.stderr)
+    err = capsys.readouterr().err
+    assert err == f"a worker's line\n{TRACEBACK}ValueError: the main thread's\n", err
     assert "after the job ended" not in [r.getMessage() for r in caplog.records]
 
 
